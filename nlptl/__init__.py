@@ -1,0 +1,6 @@
+"""nlptl: transfer learning for NLP (and images) behind one encoder interface."""
+from .encoders import Encoder, EncoderOutput, infer_kind, list_encoders, load_encoder
+
+__version__ = "0.1.0"
+
+__all__ = ["Encoder", "EncoderOutput", "infer_kind", "list_encoders", "load_encoder", "__version__"]
