@@ -1,0 +1,77 @@
+"""What every task head provides, so the training loop is written once for all tasks.
+
+A head is an ``nn.Module`` that is *built against an encoder* (it reads ``encoder.num_features``,
+never a hard-coded width) and also knows its task's data: how a dataset row becomes encoder
+input plus targets, how rows batch, and how predictions become metrics.
+
+Flow inside ``nlptl.fit``::
+
+    rows  = head.prepare(encoder, dataset, train=True)   # list of dicts, one per model input row
+    batch = head.collate(encoder, rows[i:j])             # dict of tensors: encoder keys + targets
+    out   = head(encoder(batch), batch)                  # dict: "loss" (when targets given) + logits
+    preds = head.gather_keys                             # which outputs evaluation collects
+    metrics = head.compute_metrics(rows, outputs, dataset)
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from ..encoders.base import Encoder, EncoderOutput
+
+
+class Head(nn.Module, ABC):
+    task: ClassVar[str] = ""  # registry name
+    #: model outputs evaluation gathers across processes (each (N, ...) with N = rows in the batch)
+    gather_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_features: int | None = None
+
+    @property
+    def is_built(self) -> bool:
+        return self.num_features is not None
+
+    def build(self, encoder: Encoder) -> None:
+        """Create the layers for this encoder's width; called once by ``TransferModel``."""
+        self.num_features = encoder.num_features
+        self._build(encoder.num_features)
+
+    @abstractmethod
+    def _build(self, num_features: int) -> None: ...
+
+    @abstractmethod
+    def forward(self, output: EncoderOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Encoder output -> {"loss" (if the batch has targets), logits...}."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments; ``type(self)(**config)`` rebuilds the head."""
+
+    # ----- task data ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def prepare(self, encoder: Encoder, dataset: Any, train: bool, **columns: str) -> list[dict[str, Any]]:
+        """Validate a ``datasets.Dataset`` and turn it into model input rows with targets.
+
+        ``columns`` renames the dataset columns the head reads (``text_column="review"``...).
+        Each row holds at least "input" (a ``ModelInput``) and "row_index" (its position).
+        """
+
+    @abstractmethod
+    def collate(self, encoder: Encoder, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Rows -> a batch: the encoder's tensors plus target tensors (and "row_index")."""
+
+    @abstractmethod
+    def compute_metrics(
+        self, rows: Sequence[dict[str, Any]], outputs: dict[str, Any], dataset: Any
+    ) -> dict[str, float]:
+        """Gathered outputs -> metrics.
+
+        ``outputs[key]`` for each key of ``gather_keys`` is a list with one numpy array per row,
+        in row order; along the sequence axis it may carry padding past the row's own length.
+        """
