@@ -1,6 +1,10 @@
 """nlptl: transfer learning for NLP (and images) behind one encoder interface."""
 from .encoders import Encoder, EncoderOutput, infer_kind, list_encoders, load_encoder
+from .model import TransferModel
+from .strategies import STRATEGIES
+from .training import FitResult, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "EncoderOutput", "infer_kind", "list_encoders", "load_encoder", "__version__"]
+__all__ = ["Encoder", "EncoderOutput", "FitResult", "STRATEGIES", "TransferModel", "fit", "infer_kind",
+           "list_encoders", "load_encoder", "__version__"]

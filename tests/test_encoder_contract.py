@@ -48,6 +48,14 @@ class TestEncoderContract:
             alone = real_rows(run(encoder, [x]))[0]
             torch.testing.assert_close(batched[i], alone, atol=1e-5, rtol=1e-4)
 
+    def test_extra_batch_keys_are_ignored(self, built):
+        _, encoder, inputs = built
+        batch = encoder.preprocess(list(inputs))
+        batch["row_index"] = torch.arange(len(inputs))  # heads add targets to the same dict
+        with torch.no_grad():
+            out = encoder(batch)
+        torch.testing.assert_close(out.features, run(encoder, inputs).features)
+
     def test_batch_order_does_not_matter(self, built):
         _, encoder, inputs = built
         forward = real_rows(run(encoder, inputs))

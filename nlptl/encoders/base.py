@@ -124,7 +124,11 @@ class Encoder(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        """Batched tensors -> unpooled features and mask."""
+        """Batched tensors -> unpooled features and mask.
+
+        Reads only the keys ``preprocess``/``collate`` made and ignores any other key: heads put
+        their targets ("label", "row_index", ...) in the same batch dict.
+        """
 
     @abstractmethod
     def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:

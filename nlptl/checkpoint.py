@@ -1,0 +1,72 @@
+"""Complete, atomic training checkpoints for exact resume.
+
+``output_dir/checkpoints/checkpoint-<step>/`` holds Accelerate's state (model, optimizer,
+scheduler, RNG states of every process) plus ``trainer_state.json`` (epoch, position in the
+epoch, history, early-stopping state). A checkpoint is written to a temporary directory and
+renamed into place; the ``latest`` pointer is replaced atomically afterwards, so a kill at any
+moment leaves the previous complete checkpoint as "latest".
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+STATE_NAME = "trainer_state.json"
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Save full training state at ``step``; every process must call this."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    final = root / f"checkpoint-{step}"
+    staging = root / f".tmp-checkpoint-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / STATE_NAME).write_text(json.dumps(state, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        _write_atomically(root / LATEST, final.name)
+        _prune(root, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    pointer = Path(output_dir) / CHECKPOINT_DIR / LATEST
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if (path / STATE_NAME).is_file() else None
+
+
+def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
+    """Restore Accelerate's state from the latest checkpoint and return the trainer state."""
+    path = latest_checkpoint(output_dir)
+    if path is None:
+        raise FileNotFoundError(
+            f"resume=True but {Path(output_dir) / CHECKPOINT_DIR} holds no complete checkpoint; "
+            "train once with save_every_steps=N to write one, or pass resume=False to start fresh"
+        )
+    accelerator.load_state(str(path))
+    return json.loads((path / STATE_NAME).read_text())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _prune(root: Path, keep: int) -> None:
+    checkpoints = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for old in checkpoints[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,174 @@
+"""Sequence classification head: pool the encoder's features, then a (small) classifier.
+
+Works on any encoder (static vectors, transformers, image backbones): it reads
+``encoder.num_features`` when built and pools over the encoder's mask.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..encoders.base import Encoder, EncoderOutput, pool
+from .base import Head
+from .data import as_dataset, require_columns
+
+POOLINGS = ("mean", "max", "first", "attention", "pooled")
+
+
+class ClassificationHead(Head):
+    """Pool -> dropout -> [Linear -> GELU -> dropout] -> Linear to ``num_labels`` logits.
+
+    ``pooling``: mean / max over real positions, the first token, a learned attention pooling
+    (one query vector scoring every position), or the backbone's own pooled output.
+    ``multi_label=True`` trains with a sigmoid and binary cross-entropy (labels are lists).
+    ``hidden_size`` adds one hidden layer, useful over frozen features.
+    """
+
+    task: ClassVar[str] = "classification"
+    gather_keys: ClassVar[tuple[str, ...]] = ("logits",)
+
+    def __init__(
+        self,
+        num_labels: int,
+        pooling: str = "mean",
+        multi_label: bool = False,
+        dropout: float = 0.1,
+        hidden_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        if num_labels < 1 or (num_labels < 2 and not multi_label):
+            raise ValueError(f"num_labels={num_labels}: single-label classification needs at least 2 labels")
+        self.num_labels, self.pooling, self.multi_label = num_labels, pooling, multi_label
+        self.dropout_p, self.hidden_size = dropout, hidden_size
+        self.labels: list[str] | None = None  # names, set by TransferModel
+
+    def _build(self, num_features: int) -> None:
+        self.dropout = nn.Dropout(self.dropout_p)
+        if self.pooling == "attention":
+            self.attention = nn.Linear(num_features, 1)
+        width = num_features
+        if self.hidden_size:
+            self.hidden = nn.Sequential(nn.Linear(num_features, self.hidden_size), nn.GELU(), nn.Dropout(self.dropout_p))
+            width = self.hidden_size
+        self.classifier = nn.Linear(width, self.num_labels)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels, "pooling": self.pooling, "multi_label": self.multi_label,
+                "dropout": self.dropout_p, "hidden_size": self.hidden_size}
+
+    def forward(self, output: EncoderOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.pooling == "attention":
+            scores = self.attention(output.features).squeeze(-1)  # (B, L)
+            scores = scores.masked_fill(~output.mask, torch.finfo(scores.dtype).min)
+            weights = torch.softmax(scores, dim=-1) * output.mask  # (B, L); all-masked rows -> 0
+            pooled = torch.einsum("bl,bld->bd", weights, output.features)  # (B, D)
+        else:
+            pooled = pool(output, self.pooling)  # (B, D)
+        x = self.dropout(pooled)
+        if self.hidden_size:
+            x = self.hidden(x)
+        logits = self.classifier(x)  # (B, num_labels)
+        result = {"logits": logits}
+        if "labels" in batch:
+            if self.multi_label:
+                result["loss"] = nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"].float())
+            else:
+                result["loss"] = nn.functional.cross_entropy(logits, batch["labels"])
+        return result
+
+    # ----- task data ---------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        encoder: Encoder,
+        dataset: Any,
+        train: bool,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        image_column: str = "image",
+    ) -> list[dict[str, Any]]:
+        dataset = as_dataset(dataset, "train_data" if train else "eval_data")
+        input_column = text_column if encoder.modality == "text" else image_column
+        columns = [input_column] + ([text_pair_column] if text_pair_column else [])
+        require_columns(dataset, columns + [label_column])
+        label_ids = [self._label_id(v, i, label_column, dataset) for i, v in enumerate(dataset[label_column])]
+        if encoder.modality == "text":
+            inputs = self._text_inputs(encoder, dataset, text_column, text_pair_column)
+        else:
+            inputs = list(dataset[image_column])
+        return [{"input": x, "label": y, "row_index": i} for i, (x, y) in enumerate(zip(inputs, label_ids))]
+
+    @staticmethod
+    def _text_inputs(encoder, dataset, text_column: str, text_pair_column: str | None) -> list:
+        from ..encoders.base import check_texts
+
+        firsts = encoder.tokenize(check_texts(dataset[text_column], f"column {text_column!r}"))
+        if not text_pair_column:
+            return [encoder.build_inputs(encoder.truncate(a, None)) for a in firsts]
+        seconds = encoder.tokenize(check_texts(dataset[text_pair_column], f"column {text_pair_column!r}"))
+        return [encoder.build_inputs(*encoder.truncate(a, b)) for a, b in zip(firsts, seconds)]
+
+    def _label_id(self, value: Any, row: int, column: str, dataset) -> int | list[float]:
+        if self.multi_label:
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"column {column!r} row {row}: multi-label needs a list of labels, got {value!r}")
+            hot = [0.0] * self.num_labels
+            for v in value:
+                hot[self._single_label_id(v, row, column, dataset)] = 1.0
+            return hot
+        return self._single_label_id(value, row, column, dataset)
+
+    def _single_label_id(self, value: Any, row: int, column: str, dataset) -> int:
+        names = label_names(dataset, column)
+        if names is not None and self.labels is not None and isinstance(value, (int, np.integer)):
+            value = names[int(value)]  # a ClassLabel id -> its name, matched against the model's names
+        if self.labels is not None and isinstance(value, str):
+            if value not in self.labels:
+                raise ValueError(
+                    f"column {column!r} row {row}: label {value!r} is not one of the model's labels {self.labels}"
+                )
+            return self.labels.index(value)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < self.num_labels:
+            return int(value)
+        raise ValueError(
+            f"column {column!r} row {row}: label {value!r} is outside 0..{self.num_labels - 1}"
+            + (f" and not one of {self.labels}" if self.labels else "; pass labels=[...] names to TransferModel")
+        )
+
+    def collate(self, encoder: Encoder, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if encoder.modality == "text":
+            batch = encoder.collate([r["input"] for r in rows])
+        else:
+            batch = encoder.preprocess([r["input"] for r in rows])
+        dtype = torch.float32 if self.multi_label else torch.long
+        batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=dtype)
+        batch["row_index"] = torch.tensor([r["row_index"] for r in rows], dtype=torch.long)
+        return batch
+
+    def compute_metrics(self, rows, outputs, dataset) -> dict[str, float]:
+        logits = np.stack(outputs["logits"])  # (N, num_labels)
+        if self.multi_label:
+            predicted = (logits > 0).astype(int)
+            gold = np.array([r["label"] for r in rows], dtype=int)
+            tp = (predicted & gold).sum()
+            precision = tp / max(predicted.sum(), 1)
+            recall = tp / max(gold.sum(), 1)
+            return {"subset_accuracy": float((predicted == gold).all(1).mean()),
+                    "micro_f1": float(2 * precision * recall / max(precision + recall, 1e-12))}
+        from ..metrics import compute_classification_metrics
+
+        return compute_classification_metrics(
+            predictions=logits.argmax(-1).tolist(), references=[r["label"] for r in rows]
+        )
+
+
+def label_names(dataset, column: str) -> list[str] | None:
+    """Names of a ``ClassLabel`` column (ids stored, names kept), else None."""
+    feature = getattr(dataset, "features", {}).get(column)
+    return list(feature.names) if hasattr(feature, "names") else None

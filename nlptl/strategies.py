@@ -1,0 +1,141 @@
+"""Freezing strategies from the transfer-learning playbook, and the optimizer groups they imply.
+
+Every strategy answers one question per epoch: *which encoder layer groups train?* The head
+always trains. Groups are counted from the top (output side), as the encoder names them.
+
+=====================  ==============================================================
+feature_extraction     no encoder group trains; the encoder runs in eval mode
+top_k                  the top ``top_k`` groups train, the rest are frozen (eval mode)
+full                   every group trains (use a low learning rate)
+gradual_unfreezing     ULMFiT: epoch 0 trains the head only, each later epoch unfreezes
+                       one more group from the top (epoch e: top e groups)
+=====================  ==============================================================
+
+Discriminative learning rates (``discriminative_decay=d``) work with any strategy: the top
+trainable group gets ``learning_rate``, the next one down ``learning_rate * d``, then ``* d**2``...
+The head gets ``head_learning_rate`` (default: ``learning_rate``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+STRATEGIES = ("feature_extraction", "top_k", "full", "gradual_unfreezing")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    top_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.name!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.name == "top_k" and (self.top_k is None or self.top_k < 1):
+            raise ValueError(f"strategy 'top_k' needs top_k >= 1, got top_k={self.top_k}")
+
+    def validate(self, num_groups: int) -> None:
+        if self.name == "top_k" and self.top_k > num_groups:
+            raise ValueError(f"top_k={self.top_k} is larger than the encoder's {num_groups} layer groups")
+
+    def trainable_groups(self, num_groups: int, epoch: int) -> int:
+        """How many encoder groups, counted from the top, train in this epoch."""
+        if self.name == "feature_extraction":
+            return 0
+        if self.name == "top_k":
+            return self.top_k
+        if self.name == "full":
+            return num_groups
+        return min(epoch, num_groups)  # gradual_unfreezing
+
+
+def apply_freezing(model: nn.Module, n_trainable: int) -> list[str]:
+    """Set ``requires_grad`` so exactly the top ``n_trainable`` encoder groups (and the head) train.
+
+    Returns the names of the trainable groups, bottom to top.
+    """
+    groups = model.encoder.layer_groups()
+    first_trainable = len(groups) - n_trainable
+    for index, (_, modules) in enumerate(groups):
+        for module in modules:
+            for p in module.parameters():
+                p.requires_grad_(index >= first_trainable)
+    for p in model.head.parameters():
+        p.requires_grad_(True)
+    return [name for name, _ in groups[first_trainable:]]
+
+
+def set_frozen_modules_to_eval(model: nn.Module) -> None:
+    """Put fully frozen groups in eval mode so their dropout and batch-norm statistics stay fixed."""
+    for _, modules in model.encoder.layer_groups():
+        for module in modules:
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+    if not any(p.requires_grad for p in model.encoder.parameters()):
+        model.encoder.eval()
+
+
+def parameter_groups(
+    model: nn.Module,
+    learning_rate: float,
+    head_learning_rate: float | None = None,
+    discriminative_decay: float | None = None,
+    weight_decay: float = 0.0,
+) -> list[dict]:
+    """Optimizer parameter groups holding only trainable parameters, one per layer group.
+
+    Biases and normalisation weights (1-D tensors) get no weight decay, as is standard.
+    """
+    decay = discriminative_decay or 1.0
+    trainable = [
+        (name, [p for m in modules for p in m.parameters() if p.requires_grad])
+        for name, modules in model.encoder.layer_groups()
+    ]
+    trainable = [(name, params) for name, params in trainable if params]
+    named = [("head", [p for p in model.head.parameters() if p.requires_grad], head_learning_rate or learning_rate)]
+    for depth, (name, params) in enumerate(reversed(trainable)):  # top group first
+        named.append((name, params, learning_rate * decay**depth))
+    groups = []
+    for name, params, lr in named:
+        for with_decay in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == with_decay]
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, "weight_decay": weight_decay if with_decay else 0.0,
+                               "name": f"{name}{'' if with_decay else '.no_decay'}"})
+    return groups
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def slanted_triangular(total_steps: int, cut_fraction: float = 0.1, ratio: float = 32.0):
+    """ULMFiT's slanted-triangular schedule as a LambdaLR multiplier (Howard & Ruder 2018, eq. 3)."""
+    cut = max(1, int(total_steps * cut_fraction))
+
+    def multiplier(step: int) -> float:
+        if step < cut:
+            p = step / cut
+        else:
+            p = max(0.0, 1 - (step - cut) / max(1, total_steps - cut))
+        return (1 + p * (ratio - 1)) / ratio
+
+    return multiplier
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, warmup_steps: int):
+    """Warm-up plus linear decay (default), slanted-triangular, or constant."""
+    from transformers import get_constant_schedule, get_linear_schedule_with_warmup
+
+    if schedule == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup_steps, max(total_steps, 1))
+    if schedule == "slanted_triangular":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, slanted_triangular(total_steps))
+    if schedule == "constant":
+        return get_constant_schedule(optimizer)
+    raise ValueError(f"unknown schedule {schedule!r}; choose 'linear', 'slanted_triangular' or 'constant'")
