@@ -2,9 +2,9 @@
 from .encoders import Encoder, EncoderOutput, infer_kind, list_encoders, load_encoder
 from .model import TransferModel
 from .strategies import STRATEGIES
-from .training import FitResult, fit
+from .training import FitResult, evaluate, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "EncoderOutput", "FitResult", "STRATEGIES", "TransferModel", "fit", "infer_kind",
+__all__ = ["Encoder", "EncoderOutput", "FitResult", "STRATEGIES", "TransferModel", "evaluate", "fit", "infer_kind",
            "list_encoders", "load_encoder", "__version__"]

@@ -203,6 +203,18 @@ def fit(
     return result
 
 
+def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_precision: str = "no",
+             cpu: bool = False, **columns: str) -> dict[str, float]:
+    """Metrics of ``model`` on ``data``; runs unchanged on one process or under ``accelerate launch``."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    rows = model.head.prepare(model.encoder, data, train=False, **columns)
+    loader = accelerator.prepare(_eval_loader(model.head, model.encoder, rows, batch_size))
+    prepared = accelerator.prepare(model)
+    return evaluate_rows(prepared, loader, rows, data, accelerator)
+
+
 @torch.inference_mode()
 def evaluate_rows(model, loader, rows, dataset, accelerator) -> dict[str, float]:
     """Run the model over evaluation rows on every process and compute metrics once, in row order."""
@@ -222,7 +234,11 @@ def evaluate_rows(model, loader, rows, dataset, accelerator) -> dict[str, float]
         gathered = accelerator.gather_for_metrics(tensors)
         for key, value in gathered.items():
             collected[key].extend(value.cpu().numpy())
-    order = np.argsort(np.asarray(collected["row_index"]), kind="stable")
+    row_index = np.asarray(collected["row_index"])
+    if len(row_index) != len(rows) or len(np.unique(row_index)) != len(rows):
+        raise RuntimeError(f"evaluation gathered {len(row_index)} rows ({len(np.unique(row_index))} distinct) "
+                           f"for {len(rows)} evaluation rows")
+    order = np.argsort(row_index, kind="stable")
     outputs = {key: [collected[key][i] for i in order] for key in keys}
     metrics = core.head.compute_metrics(rows, outputs, dataset)
     if losses:
