@@ -1,0 +1,185 @@
+"""``nlptl`` command line: train, evaluate, predict, report, encoders, datasets.
+
+Errors end the program with exit code 1 and one line ``nlptl: error: ...`` (set NLPTL_DEBUG=1
+for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .runs import BASELINES, TASKS, RunConfig
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every RunConfig setting as a flag; recipes reuse this so their --help says the same."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--task", choices=TASKS, default="text-classification")
+    data.add_argument("--dataset", help="a dataset name (see `nlptl datasets`), e.g. sst2, ag_news, squad")
+    data.add_argument("--domain", help="amazon_reviews: books, dvd, electronics or kitchen")
+    data.add_argument("--data-dir", help="folder with local copies of the named datasets (or set NLPTL_DATA_DIR)")
+    data.add_argument("--train-file", help="your own CSV/TSV/JSON/JSON-lines training file")
+    data.add_argument("--eval-file", help="your own evaluation file, same format")
+    data.add_argument("--eval-split", help="evaluation split of a named dataset (default: validation, else test)")
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--text-pair-column")
+    data.add_argument("--label-column", default="label")
+    data.add_argument("--train-size", type=int, help="use only this many training rows (seeded sample)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--encoder", help="path, hub id, or 'minilm' / 'glove-6b-50d' (offline assets)")
+    model.add_argument("--encoder-kind", help="encoder kind when it cannot be inferred (see `nlptl encoders`)")
+    model.add_argument("--max-length", type=int, help="truncate inputs to this many tokens")
+    model.add_argument("--pooling", default="mean", choices=["mean", "max", "first", "attention", "pooled"])
+    model.add_argument("--hidden-size", type=int, help="one hidden layer in the classification head")
+    model.add_argument("--baseline", choices=[b for b in BASELINES if b], help="train a baseline instead")
+    train = parser.add_argument_group("training")
+    train.add_argument("--strategy", default="full",
+                       choices=["feature_extraction", "top_k", "full", "gradual_unfreezing"])
+    train.add_argument("--top-k", type=int)
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=2e-5)
+    train.add_argument("--head-learning-rate", type=float)
+    train.add_argument("--discriminative-decay", type=float, help="per-group learning-rate factor, e.g. 0.8")
+    train.add_argument("--warmup-ratio", type=float, default=0.1)
+    train.add_argument("--schedule", default="linear", choices=["linear", "slanted_triangular", "constant"])
+    train.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    train.add_argument("--save-every-steps", type=int)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    train.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", required=True, help="the run directory to write")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)}
+    values = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    if args.domain:
+        values["dataset_options"] = {"domain": args.domain}
+    if args.max_length:
+        values["encoder_options"] = {"max_length": args.max_length}
+    return RunConfig(**values)
+
+
+def _load_eval_data(args, model):
+    from . import data
+
+    if args.dataset:
+        options = {"domain": args.domain} if args.domain else {}
+        return data.load_dataset(args.dataset, split=args.split, data_dir=args.data_dir, **options)
+    if args.eval_file:
+        return data.load_files(eval_file=args.eval_file, text_column=args.text_column,
+                               label_column=args.label_column, label_names=model.labels)["validation"]
+    raise ValueError("give --dataset NAME (with --split) or --eval-file FILE")
+
+
+def cmd_train(args) -> None:
+    from .runs import run
+
+    out = run(config_from_args(args), command="nlptl " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    print(json.dumps({"run": str(out), **metrics}))
+
+
+def cmd_evaluate(args) -> None:
+    from . import TransferModel, evaluate
+
+    model = TransferModel.from_pretrained(Path(args.run) / "model")
+    dataset = _load_eval_data(args, model)
+    columns = {"text_column": "text", "label_column": "label"} if model.head.task == "classification" else {}
+    metrics = evaluate(model, dataset, batch_size=args.batch_size, **columns)
+    name = f"eval-{args.dataset or Path(args.eval_file).stem}-{args.split or 'file'}.json"
+    (Path(args.run) / name).write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics))
+
+
+def cmd_predict(args) -> None:
+    from . import TransferModel
+
+    model = TransferModel.from_pretrained(Path(args.run) / "model")
+    texts = list(args.text or [])
+    if args.input_file:
+        texts += [line.rstrip("\n") for line in open(args.input_file, encoding="utf-8") if line.strip()]
+    if not texts:
+        raise ValueError("nothing to predict: give --text TEXT (repeatable) or --input-file FILE (one text per line)")
+    labels, probabilities = model.predict(texts, batch_size=args.batch_size, return_probabilities=True)
+    for text, label, probs in zip(texts, labels, probabilities):
+        print(json.dumps({"text": text, "label": label, "probabilities": dict(zip(model.labels, probs.round(4).tolist()))}))
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    path = write_report(args.runs, args.output, title=args.title)
+    print(f"report written to {path}")
+
+
+def cmd_encoders(args) -> None:
+    from . import list_encoders
+
+    for kind, takes in list_encoders().items():
+        print(f"{kind:13s} {takes}")
+
+
+def cmd_datasets(args) -> None:
+    from .data import list_datasets
+
+    for name, description in list_datasets().items():
+        print(f"{name:15s} {description}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlptl", description="Transfer learning for NLP: train, evaluate, compare.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train one run and write its run directory")
+    add_run_arguments(train)
+    train.set_defaults(handler=cmd_train)
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on a dataset split or file")
+    evaluate.add_argument("run", help="a run directory written by `nlptl train`")
+    evaluate.add_argument("--dataset")
+    evaluate.add_argument("--domain")
+    evaluate.add_argument("--split", default="validation")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--eval-file")
+    evaluate.add_argument("--text-column", default="text")
+    evaluate.add_argument("--label-column", default="label")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.set_defaults(handler=cmd_evaluate)
+    predict = commands.add_parser("predict", help="predict labels for texts with a trained run")
+    predict.add_argument("run")
+    predict.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    predict.add_argument("--input-file", help="a file with one text per line")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(handler=cmd_predict)
+    report = commands.add_parser("report", help="compare run directories in report.md/report.json with plots")
+    report.add_argument("runs", nargs="+", help="run directories")
+    report.add_argument("--output", required=True, help="folder for report.md, report.json and the plots")
+    report.add_argument("--title")
+    report.set_defaults(handler=cmd_report)
+    commands.add_parser("encoders", help="list the encoder kinds and what each takes").set_defaults(handler=cmd_encoders)
+    commands.add_parser("datasets", help="list the dataset names").set_defaults(handler=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        print("nlptl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; the traceback on request
+        if os.environ.get("NLPTL_DEBUG"):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"nlptl: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""One training run, end to end, as the CLI and the recipes use it.
+
+``RunConfig`` says everything about a run (data, encoder, head, strategy or baseline, training
+settings, seed); ``run(config)`` trains and writes a *run directory*::
+
+    config.json       the RunConfig, the command, environment and data fingerprints: enough to rerun
+    metrics.json      final metrics, per-epoch history, time, parameter counts, peak memory, sizes
+    predictions.json  classification: label names, reference and predicted ids on the eval split
+    log.jsonl         every optimizer step's loss and every evaluation
+    model/            the saved TransferModel (``TransferModel.from_pretrained``)
+
+Baselines sit behind the same config: ``baseline="from_scratch"`` trains the same architecture
+from random initialisation; ``baseline="tfidf_lr"`` is TF-IDF + logistic regression.
+``run_in_subprocess`` runs a config in a fresh Python process so peak memory is the run's own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+TASKS = ("text-classification", "extractive-qa")
+BASELINES = (None, "from_scratch", "tfidf_lr")
+
+
+@dataclass
+class RunConfig:
+    output_dir: str
+    task: str = "text-classification"
+    name: str | None = None
+    # data: a named dataset (local copy under data_dir or the hub) or your own files
+    dataset: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    train_file: str | None = None
+    eval_file: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = None  # default: "validation" if present, else "test"
+    qa_eval_fraction: float = 0.3  # SQuAD without a train split: hold out this share of articles
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    train_size: int | None = None  # subsample the labelled set (seeded), for learning-vs-size curves
+    # model
+    encoder: str | None = None
+    encoder_kind: str | None = None
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    pooling: str = "mean"
+    hidden_size: int | None = None
+    baseline: str | None = None
+    # training (see nlptl.fit)
+    strategy: str = "full"
+    top_k: int | None = None
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    head_learning_rate: float | None = None
+    discriminative_decay: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"
+    mixed_precision: str = "no"
+    save_every_steps: int | None = None
+    resume: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}; choose one of {BASELINES[1:]}")
+        if self.baseline != "tfidf_lr" and not self.encoder:
+            raise ValueError("encoder is required (a path, hub id or 'minilm'/'glove-6b-50d' for the offline assets)")
+        if self.dataset is None and self.train_file is None:
+            raise ValueError("give a dataset name (--dataset) or your own files (--train-file/--eval-file)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown run setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def load_splits(config: RunConfig):
+    """(train, eval) datasets for a config, subsampled to ``train_size`` with the run's seed."""
+    from . import data
+
+    if config.dataset is not None:
+        splits = data.load_dataset(config.dataset, data_dir=config.data_dir, **config.dataset_options)
+    else:
+        splits = data.load_files(config.train_file, config.eval_file, text_column=config.text_column,
+                                 text_pair_column=config.text_pair_column, label_column=config.label_column)
+    if config.task == "extractive-qa" and config.train_split not in splits:
+        only = splits[next(iter(splits))]
+        train, evaluation = data.split_by_article(only, eval_fraction=config.qa_eval_fraction, seed=config.seed)
+    else:
+        if config.train_split not in splits:
+            raise ValueError(f"no {config.train_split!r} split; the data has {list(splits)}")
+        eval_split = config.eval_split or next((s for s in ("validation", "test") if s in splits), None)
+        if eval_split is None or eval_split not in splits:
+            raise ValueError(f"no evaluation split {eval_split!r}; the data has {list(splits)} (pass --eval-split)")
+        train, evaluation = splits[config.train_split], splits[eval_split]
+    if config.train_size is not None:
+        if config.train_size > len(train):
+            raise ValueError(f"train_size={config.train_size} but the training split has {len(train)} rows")
+        train = train.shuffle(seed=config.seed).select(range(config.train_size))
+    return train, evaluation
+
+
+def resolve_encoder_source(name: str) -> tuple[str, str | None]:
+    """Short names for the offline assets: 'minilm' and 'glove-6b-50d'; anything else passes through."""
+    from . import assets
+
+    if name == "minilm":
+        return assets.minilm_path(), "transformer"
+    if name == "glove-6b-50d":
+        return str(assets.glove_6b_50d_path()), "glove"
+    return name, None
+
+
+def build_model(config: RunConfig, train):
+    import torch
+
+    from . import TransferModel, load_encoder
+    from .heads import ClassificationHead, head_class
+
+    source, kind = resolve_encoder_source(config.encoder)
+    options = dict(config.encoder_options)
+    if (config.encoder_kind or kind) in ("glove", "word2vec", "fasttext") and config.task == "text-classification":
+        options.setdefault("vocab_from", list(train[config.text_column]))  # keep only the words the data uses
+    torch.manual_seed(config.seed)
+    encoder = load_encoder(source, kind=config.encoder_kind or kind, **options)
+    if config.baseline == "from_scratch":
+        reinitialize(encoder)
+    if config.task == "extractive-qa":
+        return TransferModel(encoder, head_class("extractive_qa")())
+    labels = train.features[config.label_column].names
+    head = ClassificationHead(len(labels), pooling=config.pooling, hidden_size=config.hidden_size)
+    return TransferModel(encoder, head, labels=labels)
+
+
+def reinitialize(encoder) -> None:
+    """Same architecture, random weights: every submodule's own ``reset_parameters``."""
+    import torch
+
+    torch.manual_seed(0)
+    for module in encoder.modules():
+        if hasattr(module, "reset_parameters") and module is not encoder:
+            module.reset_parameters()
+
+
+def run(config: RunConfig, command: str | None = None) -> Path:
+    """Train one run and write its run directory; returns the directory."""
+    from .data import dataset_fingerprint
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train, evaluation = load_splits(config)
+    record = {**asdict(config), "name": config.name or out.name, "command": command or " ".join(sys.argv),
+              "environment": environment(),
+              "data_fingerprint": {"train": dataset_fingerprint(train), "eval": dataset_fingerprint(evaluation)}}
+    (out / "config.json").write_text(json.dumps(record, indent=2))
+    started = time.perf_counter()
+    if config.baseline == "tfidf_lr":
+        result, predictions = _tfidf_baseline(config, train, evaluation)
+    else:
+        result, predictions = _train(config, train, evaluation)
+    result.update(train_seconds=result.get("train_seconds") or time.perf_counter() - started,
+                  peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  train_size=len(train), eval_size=len(evaluation))
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    if predictions is not None:
+        (out / "predictions.json").write_text(json.dumps(predictions))
+    return out
+
+
+def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
+    from .training import fit
+
+    model = build_model(config, train)
+    columns = {} if config.task == "extractive-qa" else {
+        "text_column": "text", "label_column": "label", **({"text_pair_column": "text_pair"} if "text_pair" in train.column_names else {})}
+    result = fit(model, train, evaluation, strategy=config.strategy, top_k=config.top_k, epochs=config.epochs,
+                 batch_size=config.batch_size, learning_rate=config.learning_rate,
+                 head_learning_rate=config.head_learning_rate, discriminative_decay=config.discriminative_decay,
+                 weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, schedule=config.schedule,
+                 mixed_precision=config.mixed_precision, output_dir=config.output_dir,
+                 save_every_steps=config.save_every_steps, resume=config.resume, seed=config.seed, **columns)
+    summary = asdict(result)
+    predictions = None
+    if config.task == "text-classification":
+        pairs = evaluation["text_pair"] if "text_pair" in evaluation.column_names else None
+        predicted = model.predict(list(evaluation["text"]), text_pairs=pairs, batch_size=config.batch_size * 2)
+        labels = model.labels
+        predictions = {"labels": labels, "references": list(evaluation["label"]),
+                       "predictions": [labels.index(p) for p in predicted]}
+    return summary, predictions
+
+
+def _tfidf_baseline(config: RunConfig, train, evaluation) -> tuple[dict, dict]:
+    """TF-IDF (word 1-2 grams) + logistic regression: the classical baseline."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from .metrics import compute_classification_metrics
+
+    if config.task != "text-classification":
+        raise ValueError("baseline 'tfidf_lr' is for text classification")
+    started = time.perf_counter()
+    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                             LogisticRegression(C=4.0, max_iter=2000, random_state=config.seed))
+    pipeline.fit(list(train["text"]), list(train["label"]))
+    train_seconds = time.perf_counter() - started
+    predicted = pipeline.predict(list(evaluation["text"])).tolist()
+    references = list(evaluation["label"])
+    metrics = compute_classification_metrics(predictions=predicted, references=references)
+    n_params = int(pipeline[-1].coef_.size + pipeline[-1].intercept_.size)
+    summary = {"metrics": metrics, "history": [], "train_seconds": train_seconds,
+               "trainable_parameters": n_params, "total_parameters": n_params}
+    labels = train.features["label"].names
+    return summary, {"labels": labels, "references": references, "predictions": predicted}
+
+
+def environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "nlptl": __version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+
+
+def run_in_subprocess(config: RunConfig) -> Path:
+    """Run in a fresh interpreter, so the recorded peak memory belongs to this run alone."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "run_config.json"
+    spec.write_text(json.dumps(asdict(config), indent=2))
+    subprocess.run([sys.executable, "-m", "nlptl.runs", str(spec)], check=True)
+    return out
+
+
+if __name__ == "__main__":
+    run(RunConfig.from_dict(json.loads(Path(sys.argv[1]).read_text())))
