@@ -1,0 +1,231 @@
+"""Read labelled text from CSV, TSV, JSON and JSON-lines files into ``datasets.Dataset`` objects.
+
+Classification data always comes back with the columns ``text`` (plus ``text_pair`` for sentence
+pairs) and ``label``, a ``datasets.ClassLabel`` that keeps the label *names*, so a model trained on
+"World/Sports/..." reports those names and not bare integers.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import datasets
+
+from .squad import is_squad_json, read_squad_json
+
+__all__ = ["SUPPORTED_EXTENSIONS", "read_columns", "classification_dataset", "infer_label_names", "load_files"]
+
+SUPPORTED_EXTENSIONS = {".csv": "comma-separated, header row", ".tsv": "tab-separated",
+                        ".json": "a list of objects, or an object of equal-length column lists",
+                        ".jsonl": "one JSON object per line"}
+
+
+def read_columns(path: str | Path, header: bool = True) -> dict[str, list[Any]]:
+    """Read a table-like file into ``{column: values}``; the format comes from the extension.
+
+    ``header=False`` (CSV/TSV only) names the columns "0", "1", ... in file order.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        known = ", ".join(f"{ext} ({what})" for ext, what in SUPPORTED_EXTENSIONS.items())
+        raise ValueError(f"{path}: unsupported extension {path.suffix or '(none)'!r}; use one of {known}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    text = _read_text(path)
+    if suffix == ".json":
+        return _columns_from_records(_parse_json(path, text), path)
+    if suffix == ".jsonl":
+        return _columns_from_records(_parse_jsonl(path, text), path)
+    return _parse_table(path, text, delimiter="\t" if suffix == ".tsv" else ",", header=header)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); re-save the file as UTF-8") from None
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        hint = ("it holds several JSON values; one object per line belongs in a .jsonl file"
+                if err.msg == "Extra data" else
+                "if it is tab- or comma-separated text, give it a .tsv or .csv extension")
+        raise ValueError(f"{path}: the .json extension says JSON, but line {err.lineno} column {err.colno} "
+                         f"is not ({err.msg}); {hint}") from None
+
+
+def _parse_jsonl(path: Path, text: str) -> list[Any]:
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {lineno} is not a JSON object ({err.msg}); a .jsonl file holds "
+                             f"one JSON object per line (a single JSON document belongs in a .json file)") from None
+    return records
+
+
+def _columns_from_records(data: Any, path: Path) -> dict[str, list[Any]]:
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        lengths = {name: len(values) for name, values in data.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{path}: column lists differ in length: {lengths}")
+        return dict(data)
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ValueError(f"{path}: expected a list of objects such as [{{\"text\": ..., \"label\": ...}}] "
+                         f"or an object of column lists, got {type(data).__name__}")
+    names: dict[str, None] = {}
+    for record in data:
+        names.update(dict.fromkeys(record))
+    return {name: [record.get(name) for record in data] for name in names}
+
+
+def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> dict[str, list[str]]:
+    if _looks_like_json(text):
+        raise ValueError(f"{path}: the {path.suffix} extension says delimited text, but the first line is a "
+                         f"JSON value; give it a .json or .jsonl extension")
+    # TSV files (GLUE and most research data) carry literal quote characters, so no quoting for them.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one long document may exceed 128 KiB
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    numbered = [(reader.line_num, row) for row in reader if row]  # blank lines are skipped
+    if not numbered:
+        raise ValueError(f"{path}: the file holds no rows")
+    names = numbered[0][1] if header else [str(i) for i in range(len(numbered[0][1]))]
+    if header:
+        numbered = numbered[1:]
+    other, sample = ("," if delimiter == "\t" else "\t"), (names[0] if header else numbered[0][1][0])
+    if len(names) == 1 and other in sample:
+        raise ValueError(f"{path}: only one column was found but the first row contains {other!r}; "
+                         f"the extension must match the delimiter (.tsv = tab-separated, .csv = comma-separated)")
+    for lineno, row in numbered:
+        if len(row) != len(names):
+            raise ValueError(f"{path}: line {lineno} has {len(row)} fields, expected {len(names)} "
+                             f"(columns {names}); check the delimiter or quoting of that line")
+    rows = [row for _, row in numbered]
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _looks_like_json(text: str) -> bool:
+    first_line = text.lstrip().split("\n", 1)[0]
+    if first_line[:1] not in ("[", "{"):
+        return False
+    try:
+        return isinstance(json.loads(first_line), (dict, list))
+    except json.JSONDecodeError:
+        return first_line in ("[", "{")  # a pretty-printed JSON document
+
+
+def infer_label_names(values: Sequence[Any]) -> list[str]:
+    """Sorted distinct label values as names (numeric order when every label is an integer)."""
+    distinct = {str(v) for v in values if v is not None}
+    if all(_as_int(v) is not None for v in distinct):
+        return sorted(distinct, key=lambda v: int(v))
+    return sorted(distinct)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _label_ids(values: Sequence[Any], names: Sequence[str], source: str) -> list[int]:
+    """Map label values to ids: an exact name wins, else an integer is taken as the id itself."""
+    index = {name: i for i, name in enumerate(names)}
+    ids = []
+    for row, value in enumerate(values):
+        label_id = index.get(str(value).strip() if value is not None else None)
+        if label_id is None and not all(_as_int(n) is not None for n in names):
+            as_int = _as_int(value)  # names are words and the file holds ids (SST-2: 0/1)
+            label_id = as_int if as_int is not None and 0 <= as_int < len(names) else None
+        if label_id is None:
+            raise ValueError(f"{source}: data row {row + 1} has label {value!r}, which is not one of the known "
+                             f"labels {list(names)} (those of the training data); fix the file, or pass "
+                             f"label_names listing every label")
+        ids.append(label_id)
+    return ids
+
+
+def _require_columns(columns: dict[str, list[Any]], wanted: Sequence[str | None], source: str) -> None:
+    missing = [c for c in wanted if c is not None and c not in columns]
+    if missing:
+        present = list(columns)
+        hint = (" (a single column: is the delimiter right for the extension?)" if len(present) == 1 else "")
+        raise ValueError(f"{source}: column {missing[0]!r} not found; the columns present are {present}{hint}. "
+                         f"Pick them with text_column=/text_pair_column=/label_column=")
+
+
+def classification_dataset(
+    columns: dict[str, list[Any]],
+    *,
+    text_column: str,
+    label_column: str | None,
+    label_names: Sequence[str] | None,
+    text_pair_column: str | None = None,
+    source: str = "data",
+) -> datasets.Dataset:
+    """Columns -> a Dataset with ``text`` (``text_pair``) and a ``ClassLabel`` ``label`` named by ``label_names``."""
+    _require_columns(columns, [text_column, text_pair_column, label_column], source)
+    data: dict[str, list[Any]] = {"text": _texts(columns[text_column], text_column, source)}
+    features = {"text": datasets.Value("string")}
+    if text_pair_column is not None:
+        data["text_pair"] = _texts(columns[text_pair_column], text_pair_column, source)
+        features["text_pair"] = datasets.Value("string")
+    if label_column is not None:
+        names = list(label_names) if label_names is not None else infer_label_names(columns[label_column])
+        data["label"] = _label_ids(columns[label_column], names, source)
+        features["label"] = datasets.ClassLabel(names=names)
+    return datasets.Dataset.from_dict(data, features=datasets.Features(features))
+
+
+def _texts(values: list[Any], column: str, source: str) -> list[str]:
+    for row, value in enumerate(values):
+        if value is None:
+            raise ValueError(f"{source}: data row {row + 1} has no value in column {column!r}")
+    return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def load_files(
+    train_file: str | Path | None = None,
+    eval_file: str | Path | None = None,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_column: str | None = "label",
+    label_names: Sequence[str] | None = None,
+    header: bool = True,
+) -> datasets.DatasetDict:
+    """Load your own files as splits "train" and "validation".
+
+    Label names come from ``label_names`` or else from the training file (sorted); an evaluation
+    label the training data never had is an error. ``label_column=None`` loads unlabelled text.
+    ``header=False`` reads CSV/TSV files without a header row, naming their columns "0", "1", ...
+    A .json file in SQuAD v1.1 layout loads as extractive QA (the column arguments are then unused).
+    """
+    files = {split: Path(f) for split, f in (("train", train_file), ("validation", eval_file)) if f is not None}
+    if not files:
+        raise ValueError("load_files needs train_file and/or eval_file (CLI: --train-file / --eval-file)")
+    splits: dict[str, datasets.Dataset] = {}
+    for split, path in files.items():
+        if path.suffix.lower() == ".json" and path.is_file() and is_squad_json(path):
+            splits[split] = read_squad_json(path)
+            continue
+        columns = read_columns(path, header=header)
+        if label_names is None and label_column is not None and label_column in columns:
+            label_names = infer_label_names(columns[label_column])  # the first file given fixes the names
+        splits[split] = classification_dataset(columns, text_column=text_column, text_pair_column=text_pair_column,
+                                               label_column=label_column, label_names=label_names, source=str(path))
+    return datasets.DatasetDict(splits)
