@@ -1,0 +1,532 @@
+"""Static word vectors (word2vec, GloVe, fastText, any gensim KeyedVectors) behind the text encoder contract.
+
+Tokens are words. A text is split on whitespace, and a piece that is not itself a vocabulary word
+("u.s.", "e-mail" and "3.5" are GloVe words) is split again at punctuation, both with the
+``tokenizers`` pre-tokenizers. Offsets always index the original text; lower-casing only changes
+the lookup key. Nothing is added around a text: static vectors have no special tokens.
+
+Ids: ``0..V-1`` are vocabulary rows (``embeddings``), ``V`` is the unknown/padding id and
+``V+1..`` index ``oov_vectors``. Unknown words stay real positions (mask True); ``unknown`` says
+what vector they get:
+
+* ``"zero"``: a zero vector (default for word2vec, GloVe and plain KeyedVectors).
+* ``"learned"``: one trainable vector, in its own layer group ``"unknown"``.
+* ``"subword"``: fastText only (default there): the mean of the word's character n-gram vectors,
+  computed exactly as fastText and gensim do (gensim's ``ft_ngram_hashes``).
+
+Why an OOV table rather than n-gram lookups inside ``forward``: the n-gram bucket table (2M rows
+for real fastText) stays a CPU numpy array, never moves to the GPU, and is read only when
+``tokenize`` meets a new word. That word's vector is computed once, appended to the
+``oov_vectors`` buffer and given a fixed id, so ``forward`` is a plain lookup and the same text
+always gives the same ids and vectors. ``save_pretrained`` writes the OOV table (with the weights)
+and the n-gram table (``subword_ngrams.safetensors``), so a reloaded encoder gives the same vector
+to old and new words. OOV vectors stay frozen even with ``trainable=True``. Tokenize in the main
+process (nlptl heads do): a DataLoader worker's additions to the table would be lost; with several
+processes, each must tokenize the same texts in the same order so their OOV ids agree.
+
+Text files (GloVe, word2vec text) are parsed with numpy, about 4x faster than gensim's
+``load_word2vec_format`` on GloVe 6B; binary word2vec and fastText .bin are read by gensim.
+
+Builder options (``load_encoder(path, kind, **options)``): ``lowercase`` (default: when the
+vocabulary looks lowercased), ``unknown``, ``trainable`` (default False: the table is frozen),
+``max_length`` (default 512), ``vocab_from`` (texts: keep only the words they use, see
+``trim_vocabulary``) and ``limit`` (read only the first N vectors of a file).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import FASTTEXT_MAGIC
+from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
+
+UNKNOWN_POLICIES = ("zero", "learned", "subword")
+SUBWORD_FILE = "subword_ngrams.safetensors"
+
+
+@dataclass
+class SubwordTable:
+    """fastText's character n-gram bucket table: an unknown word's vector is the mean of its n-gram rows."""
+
+    vectors: np.ndarray  # (bucket, D) float32
+    min_n: int
+    max_n: int
+
+    def vector(self, word: str) -> np.ndarray:
+        from gensim.models.fasttext import ft_ngram_hashes
+
+        hashes = ft_ngram_hashes(word, self.min_n, self.max_n, self.vectors.shape[0])
+        if not hashes:  # no n-grams at all: fastText returns the origin too
+            return np.zeros(self.vectors.shape[1], dtype=np.float32)
+        return self.vectors[hashes].mean(0, dtype=np.float32)  # (D,)
+
+
+class StaticEncoder(TextEncoder):
+    """A frozen (by default) table of word vectors; features are the vectors of the words, unpooled."""
+
+    kind = "static"
+
+    def __init__(
+        self,
+        words: Sequence[str],
+        vectors: np.ndarray | torch.Tensor,
+        *,
+        lowercase: bool | None = None,
+        unknown: str = "zero",
+        trainable: bool = False,
+        max_length: int = 512,
+        subwords: SubwordTable | None = None,
+        oov_words: Sequence[str] = (),
+        oov_vectors: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)  # (V, D), shares memory with numpy
+        if vectors.ndim != 2 or vectors.shape[0] != len(words) or vectors.shape[0] == 0:
+            raise ValueError(f"vectors has shape {tuple(vectors.shape)} for {len(words)} words; expected ({len(words)}, D)")
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown={unknown!r}; choose one of {UNKNOWN_POLICIES}")
+        if not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length={max_length!r}; pass a positive int")
+        dim = vectors.shape[1]
+        self.words = list(words)
+        self._index = _first_index(self.words)
+        self.lowercase = _looks_lowercased(self.words) if lowercase is None else bool(lowercase)
+        self.unknown = unknown
+        self.trainable = bool(trainable)
+        self.max_length = max_length
+        self.subwords = subwords
+        self.embeddings = nn.Embedding.from_pretrained(vectors, freeze=not self.trainable)
+        self.unknown_vector = nn.Embedding.from_pretrained(torch.zeros(1, dim), freeze=False) if unknown == "learned" else None
+        self.oov_words = list(oov_words)
+        self._oov_index = {w: i for i, w in enumerate(self.oov_words)}
+        oov = torch.zeros(0, dim) if oov_vectors is None else torch.as_tensor(oov_vectors, dtype=torch.float32)
+        self.register_buffer("oov_vectors", oov.reshape(len(self.oov_words), dim))  # (K, D)
+        self._pending: list[np.ndarray] = []
+
+    # ----- builders (the registry calls these as builder(source, **options)) ---------------------
+
+    @classmethod
+    def from_word2vec(cls, path: str | os.PathLike, *, limit: int | None = None, **options: Any) -> "StaticEncoder":
+        """A word2vec file with a 'count dim' header; binary or text is detected from the body."""
+        return cls._build(*read_word2vec(path, limit), **options)
+
+    @classmethod
+    def from_glove(cls, path: str | os.PathLike, *, limit: int | None = None, **options: Any) -> "StaticEncoder":
+        """A GloVe text file: one 'word float float ...' line per word, no header."""
+        return cls._build(*read_text_vectors(path, header=False, limit=limit, kind="glove"), **options)
+
+    @classmethod
+    def from_fasttext(cls, path: str | os.PathLike, **options: Any) -> "StaticEncoder":
+        """A Facebook fastText .bin model; its character n-grams give vectors to unknown words."""
+        return cls._from_gensim(read_fasttext(path), copy=False, **options)
+
+    @classmethod
+    def from_keyedvectors(cls, vectors: Any, **options: Any) -> "StaticEncoder":
+        """In-memory gensim KeyedVectors, or a model with ``.wv`` (Word2Vec, FastText)."""
+        return cls._from_gensim(vectors, copy=True, **options)
+
+    @classmethod
+    def _from_gensim(cls, vectors: Any, copy: bool, **options: Any) -> "StaticEncoder":
+        from gensim.models import KeyedVectors
+
+        kv = getattr(vectors, "wv", vectors)
+        if not isinstance(kv, KeyedVectors):
+            raise TypeError(f"expected gensim KeyedVectors or a model with .wv, got {type(vectors).__name__}")
+        if len(kv.index_to_key) == 0:
+            raise ValueError("the KeyedVectors are empty: train or load some vectors first")
+        table = np.asarray(kv.vectors, dtype=np.float32)  # (V, D)
+        if copy and options.get("vocab_from") is None:  # never share memory with a model that may keep training
+            table = table.copy()
+        subwords = None
+        if getattr(kv, "bucket", 0) and getattr(kv, "vectors_ngrams", None) is not None:
+            ngrams = np.asarray(kv.vectors_ngrams, dtype=np.float32)  # (bucket, D)
+            subwords = SubwordTable(ngrams.copy() if copy else ngrams, int(kv.min_n), int(kv.max_n))
+        return cls._build(list(kv.index_to_key), table, subwords=subwords, **options)
+
+    @classmethod
+    def _build(cls, words, vectors, *, subwords=None, unknown=None, vocab_from=None, **options) -> "StaticEncoder":
+        if unknown == "subword" and subwords is None:
+            raise ValueError("unknown='subword' needs fastText character n-grams and these vectors have none; "
+                             "use unknown='zero' or 'learned'")
+        unknown = unknown or ("subword" if subwords is not None else "zero")
+        encoder = cls(words, vectors, unknown=unknown, subwords=subwords, **options)
+        if vocab_from is not None:
+            encoder.trim_vocabulary(vocab_from)
+        return encoder
+
+    # ----- tokenization --------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    @property
+    def unk_id(self) -> int:
+        """Id of unknown words without their own vector; padding uses it too (masked out)."""
+        return len(self.words)
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        from tokenizers.pre_tokenizers import Punctuation, WhitespaceSplit
+
+        texts = check_texts(texts)
+        split_words, split_punct = WhitespaceSplit(), Punctuation()
+        index, lowercase, out = self._index, self.lowercase, []
+        for text in texts:
+            ids, offsets = [], []
+            for piece, span in split_words.pre_tokenize_str(text):
+                whole = index.get(piece.lower() if lowercase else piece)
+                if whole is not None:  # the common case, kept fast
+                    ids.append(whole)
+                    offsets.append(span)
+                    continue
+                for part, (s, e) in split_punct.pre_tokenize_str(piece):
+                    ids.append(self._token_id(part))
+                    offsets.append((span[0] + s, span[0] + e))
+            out.append(TokenizedText(ids, offsets))
+        self._flush_oov()
+        return out
+
+    def _key(self, word: str) -> str:
+        return word.lower() if self.lowercase else word
+
+    def _token_id(self, word: str) -> int:
+        key = self._key(word)
+        index = self._index.get(key)
+        if index is not None:
+            return index
+        if self.unknown != "subword":
+            return self.unk_id
+        if key not in self._oov_index:
+            if self.subwords is None:  # n-grams dropped by trim_vocabulary(keep_subwords=False)
+                return self.unk_id
+            self._oov_index[key] = len(self.oov_words)
+            self.oov_words.append(key)
+            self._pending.append(self.subwords.vector(key))
+        return self.unk_id + 1 + self._oov_index[key]
+
+    def _flush_oov(self) -> None:
+        if not self._pending:
+            return
+        # encode() tokenizes under inference_mode; the buffer must stay a normal tensor for training.
+        with torch.inference_mode(False), torch.no_grad():
+            new = torch.from_numpy(np.stack(self._pending)).to(self.oov_vectors)  # (k, D)
+            self.oov_vectors = torch.cat([self.oov_vectors, new])  # (K + k, D)
+        self._pending = []
+
+    def build_inputs(self, first: TokenizedText, second: TokenizedText | None = None) -> ModelInput:
+        second = second or TokenizedText([], [])
+        n_a, n_b = len(first.ids), len(second.ids)
+        return ModelInput(
+            ids=first.ids + second.ids,
+            type_ids=[0] * n_a + [1] * n_b,
+            sequence_ids=[0] * n_a + [1] * n_b,
+            offsets=list(first.offsets) + list(second.offsets),
+        )
+
+    def collate(self, rows: Sequence[ModelInput]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("rows is empty: pass at least one ModelInput")
+        longest = max(1, max(len(r) for r in rows))  # at least one column: an all-empty batch still pools
+        if longest > self.max_length:
+            raise ValueError(f"a row has {longest} tokens but max_length is {self.max_length}; "
+                             "cut the texts with encoder.truncate(first, second) before build_inputs")
+        ids = torch.full((len(rows), longest), self.unk_id, dtype=torch.long)  # (B, L)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (B, L)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row.ids, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    # ----- model ---------------------------------------------------------------------------------
+
+    @property
+    def num_features(self) -> int:
+        return self.embeddings.embedding_dim
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        ids = batch["input_ids"]  # (B, L)
+        mask = batch["attention_mask"].bool()  # (B, L)
+        V, n_ids = self.vocab_size, self.vocab_size + 1 + self.oov_vectors.shape[0]
+        if ids.numel():
+            low, high = torch.stack(torch.aminmax(ids)).tolist()  # one device sync, not two
+            if low < 0 or high >= n_ids:
+                raise ValueError(f"input_ids holds id {high if high >= n_ids else low} but this encoder has ids "
+                                 f"0..{n_ids - 1}; tokenize again after trim_vocabulary, with this encoder")
+        in_vocab = (ids < V).unsqueeze(-1)  # (B, L, 1)
+        features = torch.where(in_vocab, self.embeddings(ids.clamp(max=V - 1)), 0.0)  # (B, L, D)
+        if self.unknown_vector is not None:
+            features = features + (ids == V).unsqueeze(-1) * self.unknown_vector.weight[0]  # (B, L, D)
+        if self.oov_vectors.shape[0]:
+            oov_row = (ids - V - 1).clamp(min=0)  # (B, L)
+            features = torch.where((ids > V).unsqueeze(-1), self.oov_vectors[oov_row], features)  # (B, L, D)
+        features = features * mask.unsqueeze(-1)  # padding is exactly zero
+        return EncoderOutput(features=features, mask=mask)
+
+    def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
+        groups = [("embeddings", [self.embeddings])]
+        if self.unknown_vector is not None:
+            groups.append(("unknown", [self.unknown_vector]))
+        return groups
+
+    # ----- vocabulary trimming -------------------------------------------------------------------
+
+    def trim_vocabulary(self, texts: Sequence[str], keep_subwords: bool = True) -> dict[str, int]:
+        """Keep only the words ``texts`` use, so training holds 20k rows, not 400k; returns sizes before/after.
+
+        Call it before building an optimizer and before tokenizing training rows: ids change. The
+        kept words' vectors are unchanged, and ``texts`` tokenize to the same words afterwards.
+        For fastText, the unknown words of ``texts`` get their OOV vectors now; with
+        ``keep_subwords=False`` the n-gram table is dropped too and later unknown words get zeros.
+        """
+        before = {"rows_before": self.vocab_size, "bytes_before": self.memory_bytes()}
+        used = sorted({i for t in self.tokenize(texts) for i in t.ids if i < self.vocab_size})
+        if not used:
+            raise ValueError("texts use none of the vocabulary's words; check the texts or the lowercase setting")
+        weight = self.embeddings.weight.detach()[torch.tensor(used, device=self.embeddings.weight.device)]
+        frozen = not self.embeddings.weight.requires_grad  # keep what a freezing strategy set
+        self.embeddings = nn.Embedding.from_pretrained(weight.clone(), freeze=frozen)
+        self.words = [self.words[i] for i in used]
+        self._index = _first_index(self.words)
+        if not keep_subwords:
+            self.subwords = None
+        return {**before, "rows_after": self.vocab_size, "bytes_after": self.memory_bytes()}
+
+    def memory_bytes(self) -> int:
+        """Bytes held by vectors: vocabulary table, OOV table and fastText n-gram table."""
+        tensors = [self.embeddings.weight, self.oov_vectors]
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        return total + (self.subwords.vectors.nbytes if self.subwords is not None else 0)
+
+    # ----- saving --------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        self._flush_oov()
+        subwords = None if self.subwords is None else {"min_n": self.subwords.min_n, "max_n": self.subwords.max_n}
+        return {
+            "words": self.words, "dim": self.num_features, "lowercase": self.lowercase,
+            "unknown": self.unknown, "trainable": self.trainable, "max_length": self.max_length,
+            "oov_words": self.oov_words, "subwords": subwords,
+        }
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Weights and OOV table in encoder.safetensors, fastText n-grams beside them, settings in JSON."""
+        from safetensors.numpy import save_file
+
+        self._flush_oov()
+        super().save_pretrained(directory)
+        if self.subwords is not None:
+            save_file({"ngram_vectors": np.ascontiguousarray(self.subwords.vectors)}, str(Path(directory) / SUBWORD_FILE))
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "StaticEncoder":
+        from safetensors.numpy import load_file as load_numpy
+        from safetensors.torch import load_file
+
+        config = dict(config)
+        words, dim, sub = config.pop("words"), config.pop("dim"), config.pop("subwords", None)
+        vocab_from = config.pop("vocab_from", None)
+        state = load_file(str(directory / "encoder.safetensors"))
+        vectors = state["embeddings.weight"]
+        if tuple(vectors.shape) != (len(words), dim):
+            raise ValueError(f"{directory}: {len(words)} words of width {dim} in the config but weights of shape "
+                             f"{tuple(vectors.shape)}; the directory mixes two saves")
+        subwords = None
+        if sub is not None:
+            ngrams = load_numpy(str(directory / SUBWORD_FILE))["ngram_vectors"]
+            subwords = SubwordTable(ngrams, sub["min_n"], sub["max_n"])
+        encoder = cls(words, vectors, subwords=subwords, oov_vectors=state["oov_vectors"], **config)
+        encoder.load_state_dict(state)
+        if vocab_from is not None:
+            encoder.trim_vocabulary(vocab_from)
+        return encoder
+
+
+def _first_index(words: list[str]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, word in enumerate(words):
+        index.setdefault(word, i)  # a duplicated word keeps its first vector, as gensim does
+    return index
+
+
+def _looks_lowercased(words: list[str], sample: int = 20_000) -> bool:
+    """True when (almost) no word among the most frequent has an upper-case letter (GloVe 6B, uncased models)."""
+    head = words[:sample]
+    upper = sum(1 for w in head if w != w.lower())
+    return upper <= 0.01 * len(head)
+
+
+# ----- vector files: fast text parsing, format checks that name the fix -------------------------
+
+_FORMATS = {"glove": "GloVe text file", "word2vec": "word2vec file", "fasttext": "Facebook fastText .bin model"}
+
+
+def read_word2vec(path: str | os.PathLike, limit: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Words and (V, D) vectors of a word2vec file; text or binary body detected after the header."""
+    path = _check_file(path, "word2vec")
+    with open(path, "rb") as f:
+        header, body = f.readline(), f.read(1 << 16)
+    fields = _text_fields(path, header, "word2vec")
+    if len(fields) != 2 or not all(x.isdigit() for x in fields):
+        raise _wrong_format(path, "word2vec", f"its first line {_show(header)} is not a 'count dim' header")
+    dim = int(fields[1])
+    try:  # a text body's first line is 'word' and dim numbers; a binary body is raw float32 bytes
+        parts = body.split(b"\n", 1)[0].decode("utf-8").split()
+        is_text = len(parts) == dim + 1 and np.fromstring(" ".join(parts[1:]), dtype=np.float32, sep=" ").size == dim
+    except ValueError:  # UnicodeDecodeError or an unparsable number
+        is_text = False
+    if is_text:
+        return read_text_vectors(path, header=True, limit=limit, kind="word2vec")
+    from gensim.models import KeyedVectors
+
+    try:
+        kv = KeyedVectors.load_word2vec_format(str(path), binary=True, limit=limit)
+    except (EOFError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is not a valid binary word2vec file ({exc}); is it damaged or cut short?") from None
+    return list(kv.index_to_key), _check_finite(path, kv.vectors, list(kv.index_to_key))
+
+
+def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None, kind: str) -> tuple[list[str], np.ndarray]:
+    """Words and (V, D) vectors of a 'word float ...' text file, parsed in numpy (~4x gensim's speed)."""
+    path = _check_file(path, kind)
+    words: list[str] = []
+    blocks: list[np.ndarray] = []
+    with open(path, "rb") as f:
+        first = f.readline()
+        fields = _text_fields(path, first, kind)
+        is_header = len(fields) == 2 and all(x.isdigit() for x in fields)
+        if header != is_header:
+            why = "it has no 'count dim' header line" if header else f"its first line {_show(first)} is a word2vec 'count dim' header"
+            raise _wrong_format(path, kind, why)
+        count, dim = (int(fields[0]), int(fields[1])) if header else (None, len(fields) - 1)
+        if dim < 1:
+            raise _wrong_format(path, kind, f"line 1 has a word but no numbers: {_show(first)}")
+        line_no, lines = (2, []) if header else (1, [first])
+        while limit is None or len(words) < limit:
+            lines += f.readlines(1 << 24)
+            if limit is not None:
+                lines = lines[: limit - len(words)]
+            if not lines:
+                break
+            chunk_words, chunk = _parse_lines(path, lines, line_no, dim)
+            words += chunk_words
+            blocks.append(chunk)
+            line_no, lines = line_no + len(lines), []
+    if not words:
+        raise _wrong_format(path, kind, "it holds no vectors")
+    vectors = np.concatenate(blocks)  # (V, D)
+    if limit is None and count is not None and count != len(words):
+        raise ValueError(f"{str(path)!r}: the header says {count} words but the file has {len(words)}; it is damaged or cut short")
+    return words, _check_finite(path, vectors, words)
+
+
+def read_fasttext(path: str | os.PathLike):
+    """gensim FastTextKeyedVectors of a Facebook .bin model, after checking it is one."""
+    path = _check_file(path, "fasttext")
+    with open(path, "rb") as f:
+        magic = int.from_bytes(f.read(4), "little")
+    if magic != FASTTEXT_MAGIC:
+        raise _wrong_format(path, "fasttext", "it does not start with fastText's magic number "
+                            "(a fastText .vec file is word2vec text: pass kind='word2vec')")
+    from gensim.models.fasttext import load_facebook_vectors
+
+    try:
+        return load_facebook_vectors(str(path))
+    except (EOFError, ValueError, OSError, NotImplementedError) as exc:
+        raise ValueError(f"{str(path)!r} starts like a fastText .bin but cannot be read ({exc}); is it damaged?") from None
+
+
+def _parse_lines(path: Path, lines: list[bytes], first_no: int, dim: int) -> tuple[list[str], np.ndarray]:
+    stripped = [line.rstrip() for line in lines]
+    words, rests = [], []
+    for line in stripped:
+        if line:  # blank lines (a trailing one, say) carry nothing
+            word, _, rest = line.partition(b" ")
+            words.append(word)
+            rests.append(rest)
+    try:
+        values = np.fromstring(b" ".join(rests), dtype=np.float32, sep=" ")
+    except ValueError:
+        values = None
+    if values is None or values.size != len(words) * dim:
+        _raise_bad_line(path, stripped, first_no, dim)
+    try:
+        decoded = b"\n".join(words).decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        bad = next(i for i, line in enumerate(stripped) if not _is_utf8(line.partition(b" ")[0]))
+        raise ValueError(f"{str(path)!r} line {first_no + bad}: the word is not UTF-8 text") from None
+    return decoded, values.reshape(len(words), dim)  # (n, D)
+
+
+def _raise_bad_line(path: Path, lines: list[bytes], first_no: int, dim: int) -> None:
+    """Find the first line that breaks the format and say which it is (the slow path, only on errors)."""
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        word, _, rest = line.partition(b" ")
+        parts = rest.split()
+        if len(parts) != dim:
+            raise ValueError(f"{str(path)!r} line {first_no + i}: word {word[:40].decode('utf-8', 'replace')!r} has "
+                             f"{len(parts)} numbers but the vectors have {dim} (from the first line); inconsistent dimensions")
+        for part in parts:
+            try:
+                float(part)
+            except ValueError:
+                raise ValueError(f"{str(path)!r} line {first_no + i}: {part[:20].decode('utf-8', 'replace')!r} "
+                                 "is not a number") from None
+    raise ValueError(f"{str(path)!r}: lines {first_no}-{first_no + len(lines) - 1} could not be parsed as vectors")
+
+
+def _check_finite(path: Path, vectors: np.ndarray, words: list[str]) -> np.ndarray:
+    finite = np.isfinite(vectors).all(1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(f"{str(path)!r}: the vector of {words[bad]!r} (row {bad + 1}) holds NaN or infinity")
+    return vectors
+
+
+def _check_file(path: str | os.PathLike, kind: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"kind={kind!r} takes a file path, got {type(path).__name__}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{kind} vector file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{kind} vector file {str(path)!r} is not a file; pass the {_FORMATS[kind]} itself")
+    return path
+
+
+def _text_fields(path: Path, line: bytes, kind: str) -> list[str]:
+    if line[:4] and int.from_bytes(line[:4], "little") == FASTTEXT_MAGIC:
+        raise _wrong_format(path, kind, "it is a binary fastText model")
+    if b"\0" in line or not _is_utf8(line):
+        raise _wrong_format(path, kind, "its first line is not UTF-8 text (a binary file?)")
+    return line.decode("utf-8").split()
+
+
+def _show(line: bytes) -> str:
+    return repr(line[:60].decode("utf-8", "replace").rstrip())
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _wrong_format(path: Path, kind: str, why: str) -> ValueError:
+    from . import infer_kind
+
+    try:
+        guess = infer_kind(path)
+    except ValueError:
+        guess = kind
+    hint = f"; it looks like a {_FORMATS[guess]}: pass kind={guess!r}" if guess != kind else ""
+    return ValueError(f"{str(path)!r} is not a {_FORMATS[kind]}: {why}{hint}")
