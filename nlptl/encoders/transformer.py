@@ -1,0 +1,370 @@
+"""Any Hugging Face ``AutoModel`` text encoder (BERT, ALBERT, XLNet, DistilBERT, RoBERTa, ...) and fast tokenizer."""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
+
+HIDDEN_STATES = ("last", "mean_last_n", "scalar_mix")
+DEFAULT_MAX_LENGTH = 512  # for models with relative positions only (XLNet), which set no limit
+_LAYER_STACKS = {"albert": "encoder.albert_layer_groups"}  # where the generic search finds no per-layer list
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ScalarMix(nn.Module):
+    """ELMo-style learned mix of every hidden layer: ``gamma * sum_k softmax(w)_k * h_k``."""
+
+    def __init__(self, num_layers: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_layers))  # equal mix at the start
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def forward(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(self.weights, dim=0)  # (K,)
+        return self.gamma * (w[:, None, None, None] * torch.stack(list(layers))).sum(0)  # (B, L, D)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One step of a special-token template: a special id, or the tokens of text ``sequence``."""
+
+    type_id: int
+    token_id: int | None = None  # set for a special token
+    sequence: int | None = None  # 0 or 1 for the first or second text
+
+
+class TransformerEncoder(TextEncoder):
+    """A transformers text encoder behind the nlptl contract.
+
+    Features are the chosen hidden states at every position (special tokens included) and the
+    mask is the attention mask, so mean pooling matches sentence-transformers. ``pooled`` is the
+    hidden state (of the chosen ``hidden_states``) at the model's summary token, ``cls_token``:
+    the first position for BERT-like models, the last real position for XLNet; ``None`` when the
+    tokenizer has no cls token. BERT's dense+tanh pooler is not used.
+
+    ``hidden_states``: ``"last"`` (default), ``"mean_last_n"`` (mean of the top ``num_layers``
+    hidden states, the embedding output counting as one) or ``"scalar_mix"`` (a learned
+    softmax-weighted mix of all of them times gamma, as in ELMo).
+
+    Layer groups, bottom to top: ``embeddings`` (everything below the layer stack, e.g. XLNet's
+    ``mask_emb``), then ``layer.0`` ... ``layer.{N-1}``. Parameters above the stack (BERT's and
+    ALBERT's pooler) and the scalar mix go into the top group. ALBERT shares one set of weights
+    across all its layers, so its groups follow its weight-sharing groups instead: ``embeddings``
+    (including ``embedding_hidden_mapping_in``) and ``layer.g`` per ALBERT layer group, usually
+    just ``layer.0`` — freezing "the bottom 6 of 12 layers" would freeze the shared weights of all.
+    """
+
+    kind = "transformer"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, hidden_states: str = "last", num_layers: int = 4,
+                 max_length: int | None = None, attn_implementation: str | None = None):
+        super().__init__()
+        if not hasattr(tokenizer, "backend_tokenizer"):
+            raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer: "
+                             "save a tokenizer.json next to the model")
+        if hidden_states not in HIDDEN_STATES:
+            raise ValueError(f"unknown hidden_states {hidden_states!r}; choose one of {HIDDEN_STATES}")
+        self.model, self.tokenizer = model, tokenizer
+        self.hidden_states, self.num_layers, self.attn_implementation = hidden_states, num_layers, attn_implementation
+        total = model.config.num_hidden_layers + 1  # hidden states include the embedding output
+        if hidden_states == "mean_last_n" and not 1 <= num_layers <= total:
+            raise ValueError(f"num_layers={num_layers} is out of range: "
+                             f"this model has {total} hidden states (1..{total})")
+        self.scalar_mix = ScalarMix(total) if hidden_states == "scalar_mix" else None
+        # A private copy of the Rust tokenizer without the padding/truncation some tokenizer.json files carry.
+        self._backend = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
+        self._backend.no_padding()
+        self._backend.no_truncation()
+        self._templates = {pair: self._learn_template(pair) for pair in (False, True)}
+        self._summary = self._summary_anchor()
+        params = inspect.signature(model.forward).parameters
+        self._uses_token_types = "token_type_ids" in params and getattr(model.config, "type_vocab_size", 2) > 1
+        self._takes_use_mems = "use_mems" in params
+        self.max_length = self._max_length(max_length)
+
+    # ----- loading ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_source(cls, source: str | os.PathLike, **options: Any) -> TextEncoder:
+        """Load from a hub id or a local directory with config.json and tokenizer files."""
+        from transformers import AutoConfig
+
+        from . import _is_vision_config
+
+        location, offline = _resolve(source)
+        try:
+            config = AutoConfig.from_pretrained(location, local_files_only=offline)
+        except OSError as exc:
+            if Path(location).is_dir():
+                raise
+            why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE is set or huggingface.co cannot be reached)"
+                   if offline else "the Hugging Face hub could not provide it")
+            raise OSError(
+                f"cannot load {str(source)!r}: no local directory of that name exists and {why}, nor is it in the "
+                "local cache. Pass the path of a local folder with config.json, the weights and tokenizer files "
+                f"(e.g. one written by save_pretrained), or download it while online. ({exc})"
+            ) from exc
+        if _is_vision_config(config.to_dict()):
+            from .image import HFImageEncoder  # a vision model: the image kind loads it
+
+            return HFImageEncoder.from_source(source, **options)
+        return cls._load(location, offline, config=config, **options)
+
+    @classmethod
+    def _load(cls, location: str, offline: bool = False, config: Any = None, **options: Any) -> "TransformerEncoder":
+        from transformers import AutoModel, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline)
+        extra = {"attn_implementation": options["attn_implementation"]} if options.get("attn_implementation") else {}
+        model = AutoModel.from_pretrained(location, config=config, local_files_only=offline, dtype=torch.float32,
+                                          **extra)
+        return cls(model, tokenizer, **options)
+
+    def config(self) -> dict[str, Any]:
+        return {"hidden_states": self.hidden_states, "num_layers": self.num_layers,
+                "max_length": self.max_length, "attn_implementation": self.attn_implementation}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write the HF model and tokenizer (safetensors), the scalar mix if any, and the nlptl config."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        if self.scalar_mix is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.scalar_mix.state_dict().items()}
+            save_file(state, str(directory / "scalar_mix.safetensors"))
+        self._write_config(directory)
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "TransformerEncoder":
+        from safetensors.torch import load_file
+
+        encoder = cls._load(str(directory), offline=True, **config)
+        mix_file = directory / "scalar_mix.safetensors"
+        if encoder.scalar_mix is not None and mix_file.is_file():
+            encoder.scalar_mix.load_state_dict(load_file(str(mix_file)))
+        return encoder
+
+    # ----- text pipeline ----------------------------------------------------------------------
+
+    @property
+    def num_features(self) -> int:
+        return self.model.config.hidden_size
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        texts = check_texts(texts)
+        encodings = self._backend.encode_batch(texts, add_special_tokens=False)
+        return [TokenizedText(list(e.ids), _clean_offsets(t, e.offsets)) for t, e in zip(texts, encodings)]
+
+    def build_inputs(self, first: TokenizedText, second: TokenizedText | None = None) -> ModelInput:
+        row = ModelInput([], [], [], [])
+        for slot in self._templates[second is not None]:
+            if slot.token_id is not None:
+                ids, offsets, sequence = [slot.token_id], [(0, 0)], None
+            else:
+                text = first if slot.sequence == 0 else second
+                ids, offsets, sequence = text.ids, text.offsets, slot.sequence
+            row.ids += ids
+            row.offsets += offsets
+            row.type_ids += [slot.type_id] * len(ids)
+            row.sequence_ids += [sequence] * len(ids)
+        return row
+
+    def collate(self, rows: Sequence[ModelInput]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("rows is empty: pass at least one ModelInput")
+        longest = max(1, max(len(r) for r in rows))
+        if longest > self.max_length:
+            raise ValueError(f"a row has {longest} tokens but max_length is {self.max_length}; "
+                             "cut the texts with encoder.truncate(first, second) before build_inputs")
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)  # (B, L)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (B, L)
+        type_ids = torch.full((len(rows), longest), self.tokenizer.pad_token_type_id, dtype=torch.long)  # (B, L)
+        for i, row in enumerate(rows):  # right padding, whatever side the tokenizer pads by default
+            ids[i, : len(row)] = torch.tensor(row.ids, dtype=torch.long)
+            mask[i, : len(row)] = 1
+            type_ids[i, : len(row)] = torch.tensor(row.type_ids, dtype=torch.long)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if self._uses_token_types:
+            batch["token_type_ids"] = type_ids
+        return batch
+
+    # ----- model ------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        if not self._uses_token_types:
+            inputs.pop("token_type_ids", None)
+        if self._takes_use_mems:
+            inputs["use_mems"] = False  # XLNet: no cached memories for a plain encoder pass
+        out = self.model(**inputs, output_hidden_states=self.hidden_states != "last", return_dict=True)
+        if self.hidden_states == "last":
+            features = out.last_hidden_state  # (B, L, D)
+        elif self.hidden_states == "mean_last_n":
+            features = torch.stack(out.hidden_states[-self.num_layers :]).mean(0)  # (B, L, D)
+        else:
+            features = self.scalar_mix(out.hidden_states)  # (B, L, D)
+        mask = batch["attention_mask"].bool()  # (B, L)
+        return EncoderOutput(features, mask, self._pool_summary(features, mask))
+
+    def _pool_summary(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        if self._summary is None:
+            return None
+        side, k = self._summary
+        rows = torch.arange(features.shape[0], device=features.device)
+        index = torch.full_like(rows, k) if side == "start" else (mask.sum(1) - 1 - k).clamp(min=0)  # (B,)
+        return features[rows, index]  # (B, D)
+
+    def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
+        top = [self.scalar_mix] if self.scalar_mix is not None else []
+        stack = _find_layer_stack(self.model)
+        if stack is None:  # an architecture without a recognisable layer list: one group
+            return [("encoder", [self.model, *top])]
+        below, above = _split_around(self.model, stack)
+        groups = [("embeddings", below)] + [(f"layer.{i}", [layer]) for i, layer in enumerate(stack)]
+        groups[-1][1].extend(above + top)
+        return groups
+
+    # ----- helpers ----------------------------------------------------------------------------
+
+    def _learn_template(self, pair: bool) -> tuple[_Slot, ...]:
+        """Run the tokenizer's own post-processor once on probe texts and record where specials and texts go."""
+        first = self._backend.encode("a", add_special_tokens=False)
+        second = self._backend.encode("b", add_special_tokens=False) if pair else None
+        if not first.ids or (pair and not second.ids):
+            raise ValueError("the tokenizer turns the probe texts 'a'/'b' into no tokens, "
+                             "so its special-token layout cannot be learned")
+        done = self._backend.post_process(first, second, add_special_tokens=True)
+        slots, seen = [], 0
+        for token_id, type_id, special in zip(done.ids, done.type_ids, done.special_tokens_mask):
+            if special:
+                slots.append(_Slot(type_id, token_id=token_id))
+                continue
+            sequence = 0 if seen < len(first.ids) else 1
+            seen += 1
+            if not slots or slots[-1].sequence != sequence:
+                slots.append(_Slot(type_id, sequence=sequence))
+        return tuple(slots)
+
+    def _summary_anchor(self) -> tuple[str, int] | None:
+        """Where the cls token sits in a single-text row: ("start", i) or ("end", i from the last)."""
+        slots = self._templates[False]
+        cls_id = self.tokenizer.cls_token_id
+        where = [i for i, s in enumerate(slots) if cls_id is not None and s.token_id == cls_id]
+        if not where:
+            return None
+        i = where[0]
+        if any(s.sequence is not None for s in slots[:i]):
+            return ("end", len(slots) - 1 - i)  # only specials follow the text
+        return ("start", i)
+
+    def _max_length(self, override: int | None) -> int:
+        limits = []
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions and positions > 0:  # XLNet reports -1; RoBERTa counts positions from padding_idx + 1
+            padding_idx = getattr(getattr(self.model, "embeddings", None), "padding_idx", None)
+            limits.append(positions - (padding_idx + 1 if padding_idx is not None else 0))
+        if self.tokenizer.model_max_length and self.tokenizer.model_max_length < 1_000_000:
+            limits.append(int(self.tokenizer.model_max_length))
+        limit = min(limits) if limits else None
+        if override is None:
+            return limit if limit is not None else DEFAULT_MAX_LENGTH
+        needed = self.num_special_tokens(pair=True) + 2
+        if not isinstance(override, int) or override < needed or (limit is not None and override > limit):
+            raise ValueError(f"max_length={override!r} must be an int between {needed} and "
+                             f"{limit if limit is not None else 'any size'} (the model's position limit)")
+        return override
+
+
+def _clean_offsets(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Trim spans to non-whitespace; a token with no text of its own (a lone '▁' or 'Ġ') takes a neighbour's span."""
+    spans: list[tuple[int, int] | None] = []
+    for start, end in offsets:
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        spans.append((start, end) if start < end else None)
+    for i in range(len(spans) - 2, -1, -1):  # from the next real token
+        spans[i] = spans[i] or spans[i + 1]
+    for i in range(1, len(spans)):  # at the end of the text: from the previous one
+        spans[i] = spans[i] or spans[i - 1]
+    return [s if s is not None else tuple(o) for s, o in zip(spans, offsets)]
+
+
+def _find_layer_stack(model: nn.Module) -> nn.ModuleList | None:
+    path = _LAYER_STACKS.get(model.config.model_type)
+    if path is not None:
+        return model.get_submodule(path)
+    n = model.config.num_hidden_layers
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == n]
+    return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()), default=None)
+
+
+class _OwnParameters(nn.Module):
+    """A view of a module's direct parameters (XLNet's ``mask_emb``) so a layer group can hold them; never attached."""
+
+    def __init__(self, owner: nn.Module):
+        super().__init__()
+        for name, param in owner.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+
+
+def _split_around(module: nn.Module, stack: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Modules registered below and above the layer stack (in registration order), excluding the stack itself."""
+    below: list[nn.Module] = [_OwnParameters(module)] if any(True for _ in module.parameters(recurse=False)) else []
+    above: list[nn.Module] = []
+    passed = False
+    for child in module.children():
+        if child is stack:
+            passed = True
+        elif any(m is stack for m in child.modules()):
+            b, a = _split_around(child, stack)
+            below, above, passed = below + b, above + a, True
+        elif any(True for _ in child.parameters()):
+            (above if passed else below).append(child)
+    return below, above
+
+
+def _resolve(source: str | os.PathLike) -> tuple[str, bool]:
+    """A local directory, or a hub id plus whether to stay offline; a path that does not exist fails here."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if path.exists():
+        raise ValueError(f"{str(source)!r} is a file; pass the directory holding config.json and the tokenizer files")
+    text = str(source)
+    if not _HUB_ID.match(text) or text.count("/") > 1:
+        raise FileNotFoundError(f"local directory {text!r} does not exist; pass a folder with config.json and "
+                                "tokenizer files, or a hub id such as 'bert-base-uncased'")
+    return text, _hub_offline()
+
+
+def _hub_offline() -> bool:
+    flags = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in {"1", "on", "yes", "true"} for flag in flags) or not _hub_reachable()
+
+
+@lru_cache(maxsize=1)
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect, so an unreachable hub fails in seconds rather than after minutes of retries."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
