@@ -51,7 +51,7 @@ ENCODERS: dict[str, EncoderKind] = {
                     "an in-memory gensim KeyedVectors or model (Word2Vec, FastText) object"),
         EncoderKind("image", "nlptl.encoders.image:HFImageEncoder.from_source",
                     "a Hugging Face hub id or local directory of a transformers vision model (ResNet, ConvNeXt, ViT, ...)"),
-        EncoderKind("timm", "nlptl.encoders.image:TimmEncoder.from_source",
+        EncoderKind("timm", "nlptl.encoders.timm:TimmEncoder.from_source",
                     "a timm model name such as 'resnet50' or 'vgg16' (needs the optional 'timm' extra)"),
         EncoderKind("module", "nlptl.encoders.image:ModuleImageEncoder.from_source",
                     "a torch.nn.Module mapping images (B, C, H, W) to feature maps (B, C', H', W') or tokens (B, T, C')"),
@@ -63,7 +63,7 @@ SAVED_CLASSES = {
     "transformer": "nlptl.encoders.transformer:TransformerEncoder",
     "static": "nlptl.encoders.static:StaticEncoder",
     "image": "nlptl.encoders.image:HFImageEncoder",
-    "timm": "nlptl.encoders.image:TimmEncoder",
+    "timm": "nlptl.encoders.timm:TimmEncoder",
     "module": "nlptl.encoders.image:ModuleImageEncoder",
 }
 

@@ -1,0 +1,467 @@
+"""Image encoders: Hugging Face vision backbones and any plain ``torch.nn.Module``.
+
+Every image kind returns the backbone's last feature map flattened to a sequence, so heads pool
+images exactly as they pool tokens: a conv map (B, C, H, W) becomes (B, H*W, C), a ViT's tokens
+stay (B, T, D), and the mask is all True (every image is resized to one size, so nothing pads).
+
+Accepted inputs (one rule for all kinds, see :func:`load_images`): a list of PIL images, numpy
+uint8 arrays (H, W, 3) or (H, W), or image file paths. RGB is used as is; grayscale (modes L and
+1, 2-D arrays) and palette images without transparency become RGB by repeating the grey level.
+Anything with an alpha channel (RGBA, LA, (H, W, 4)) or another colour space (CMYK, YCbCr,
+16-bit) is rejected with a ValueError, because dropping alpha or converting colour spaces is a
+choice only the caller can make: call ``image.convert("RGB")`` first.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from .base import Encoder, EncoderOutput
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_EXPECTED = "a PIL image, a numpy uint8 array (H, W, 3) or (H, W), or an image file path"
+_HOW_TO_CONVERT = "convert it first, e.g. image.convert('RGB') (which drops an alpha channel)"
+
+
+# ----- input checking ---------------------------------------------------------------------------
+
+def load_images(images: Any, name: str = "images") -> list[Image.Image]:
+    """Validate a batch of images and return them as RGB PIL images, naming any bad item."""
+    if images is None:
+        raise TypeError(f"{name} is None: pass a list of images, each {_EXPECTED}")
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        raise TypeError(f"{name} is a single image: wrap it in a list, e.g. [image]")
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"{name} is one array of shape {tuple(images.shape)}: pass a list of images "
+                        "(for a stacked batch use list(batch))")
+    try:
+        images = list(images)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of images, got {type(images).__name__}") from None
+    if not images:
+        raise ValueError(f"{name} is empty: pass at least one image")
+    return [_to_rgb(image, f"{name}[{i}]") for i, image in enumerate(images)]
+
+
+def _to_rgb(item: Any, where: str) -> Image.Image:
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: image file {str(path)!r} does not exist")
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return _pil_to_rgb(image, f"{where} ({path.name})")
+        except UnidentifiedImageError as exc:
+            raise ValueError(f"{where}: {str(path)!r} is not an image file PIL can read") from exc
+    if isinstance(item, Image.Image):
+        return _pil_to_rgb(item, where)
+    if isinstance(item, np.ndarray):
+        return _array_to_rgb(item, where)
+    raise TypeError(f"{where} is a {type(item).__name__}; expected {_EXPECTED}")
+
+
+def _pil_to_rgb(image: Image.Image, where: str) -> Image.Image:
+    if min(image.size) == 0:
+        raise ValueError(f"{where} is empty (size {image.size})")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("L", "1") or (image.mode == "P" and "transparency" not in image.info):
+        return image.convert("RGB")
+    raise ValueError(f"{where} has mode {image.mode!r}; accepted modes are RGB, grayscale (L, 1) and "
+                     f"palette (P) without transparency: {_HOW_TO_CONVERT}")
+
+
+def _array_to_rgb(array: np.ndarray, where: str) -> Image.Image:
+    if array.dtype != np.uint8:
+        raise ValueError(f"{where} has dtype {array.dtype}; expected uint8 values 0..255 "
+                         "(for floats in [0, 1] use (array * 255).round().astype(np.uint8))")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or 0 in array.shape:
+        hint = "expected (H, W, 3) RGB or (H, W) grayscale"
+        if array.ndim == 4:
+            hint += "; a 4-D array is a batch: pass list(array)"
+        elif array.ndim == 3 and array.shape[2] == 4:
+            hint += "; drop the alpha channel with array[..., :3] if that is what you want"
+        elif array.ndim == 3 and array.shape[0] in (1, 3):
+            hint += "; for channels-first arrays use array.transpose(1, 2, 0)"
+        raise ValueError(f"{where} has shape {array.shape}: {hint}")
+    return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+
+
+def resize_and_normalize(images: Sequence[Image.Image], size: tuple[int, int],
+                         mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """RGB images -> one float batch (B, 3, H, W): bilinear resize to ``size`` (H, W), scale to [0, 1], normalise."""
+    height, width = size
+    arrays = [np.asarray(im.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32) for im in images]
+    pixels = np.stack(arrays) / 255.0  # (B, H, W, 3)
+    pixels = (pixels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()  # (B, 3, H, W)
+
+
+# ----- layer groups -----------------------------------------------------------------------------
+
+class ParameterHolder(nn.Module):
+    """Holds parameters that sit directly on a parent module, so one group can own them without its children."""
+
+    def __init__(self, named: Sequence[tuple[str, nn.Parameter]]):
+        super().__init__()
+        for name, parameter in named:
+            self.register_parameter(name.replace(".", "_"), parameter)
+
+
+def modules_for(root: nn.Module, wanted: set[str], prefix: str = "") -> list[nn.Module]:
+    """The fewest submodules of ``root`` whose parameters are exactly the parameter names in ``wanted``."""
+    own = {prefix + name for name, _ in root.named_parameters()}
+    if not own & wanted:
+        return []
+    if own <= wanted:
+        return [root]
+    direct = [(n, p) for n, p in root.named_parameters(recurse=False) if prefix + n in wanted]
+    modules: list[nn.Module] = [ParameterHolder(direct)] if direct else []
+    for child_name, child in root.named_children():
+        modules += modules_for(child, wanted, f"{prefix}{child_name}.")
+    return modules
+
+
+def children_groups(root: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """Default grouping: parameters set directly on ``root`` first, then each child that has parameters."""
+    direct = list(root.named_parameters(recurse=False))
+    groups = [("own_parameters", [ParameterHolder(direct)])] if direct else []
+    groups += [(name, [child]) for name, child in root.named_children() if any(True for _ in child.parameters())]
+    return groups
+
+
+def backbone_groups(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """Stem, then one group per entry of the backbone's block list, bottom -> top.
+
+    The block list is the ``nn.ModuleList`` holding the most weights (ResNet/ConvNeXt ``stages``,
+    ViT ``layers``, EfficientNet ``blocks``). Parameters registered before it form ``embeddings``;
+    those after it (final norm, pooler) join the top block, as timm's ``MATCH_PREV_GROUP`` does.
+    """
+    lists = [(path, m) for path, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
+    if not lists:
+        return children_groups(model)
+    path, blocks = max(lists, key=lambda item: sum(p.numel() for p in item[1].parameters()))
+    label = path.rsplit(".", 1)[-1]
+    label = label[:-1] if label.endswith("s") else label
+    stem: list[str] = []
+    per_block: list[list[str]] = [[] for _ in blocks]
+    passed_blocks = False
+    for name, _ in model.named_parameters():
+        if name.startswith(path + "."):
+            per_block[int(name[len(path) + 1 :].split(".")[0])].append(name)
+            passed_blocks = True
+        elif passed_blocks:
+            per_block[-1].append(name)
+        else:
+            stem.append(name)
+    named = [("embeddings", stem)] + [(f"{label}.{i}", names) for i, names in enumerate(per_block)]
+    return [(name, modules_for(model, set(names))) for name, names in named if names]
+
+
+# ----- the shared image encoder -----------------------------------------------------------------
+
+class ImageEncoder(Encoder):
+    """Images in, flattened feature map out; subclasses supply pixels and the raw backbone output."""
+
+    modality = "image"
+    _num_features: int
+
+    @abstractmethod
+    def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> the backbone's input batch (B, 3, H, W)."""
+
+    @abstractmethod
+    def _backbone(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pixels -> (feature map (B, C, H, W) or tokens (B, T, D), the backbone's pooled vector or None)."""
+
+    @property
+    def num_features(self) -> int:
+        return self._num_features
+
+    def preprocess(self, inputs: Sequence[Any], text_pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        if text_pairs is not None:
+            raise ValueError("text_pairs was given to an image encoder: image encoders take images only")
+        return {"pixel_values": self._pixels(load_images(inputs))}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        raw, pooled = self._backbone(batch["pixel_values"])
+        features = as_sequence(raw)  # (B, L, D)
+        if features.shape[-1] != self.num_features:
+            raise ValueError(f"the backbone returned features of width {features.shape[-1]} but "
+                             f"num_features is {self.num_features}; fix num_features")
+        if pooled is not None:
+            pooled = pooled.flatten(1)  # (B, D), e.g. from ResNet's (B, C, 1, 1)
+        if pooled is None or pooled.shape[1] != features.shape[-1]:
+            pooled = features.mean(1)  # (B, D)
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)  # (B, L)
+        return EncoderOutput(features=features, mask=mask, pooled=pooled)
+
+    def _measure_num_features(self) -> int:
+        """Width of the features, found by running one blank image (cheaper to get right than per-config rules)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                raw, _ = self._backbone(self._pixels([Image.new("RGB", (224, 224))]).to(self.device))
+        finally:
+            self.train(was_training)
+        return int(as_sequence(raw).shape[-1])
+
+
+def as_sequence(raw: torch.Tensor) -> torch.Tensor:
+    """Backbone output -> (B, L, D): conv maps flatten their grid, tokens pass, pooled vectors become one position."""
+    if raw.ndim == 4:
+        return raw.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+    if raw.ndim == 3:
+        return raw  # (B, T, D)
+    if raw.ndim == 2:
+        return raw.unsqueeze(1)  # (B, 1, D)
+    raise ValueError(f"the backbone returned a tensor of shape {tuple(raw.shape)}; expected (B, C, H, W), "
+                     "(B, T, D) or (B, D)")
+
+
+# ----- Hugging Face vision backbones ------------------------------------------------------------
+
+class HFImageEncoder(ImageEncoder):
+    """Any transformers vision backbone (ResNet, ConvNeXt, ViT, EfficientNet, ...) with its image processor."""
+
+    kind = "image"
+
+    def __init__(self, model: nn.Module, processor: Any, source: str = "", backend: str = "pil"):
+        super().__init__()
+        self.model = model
+        self.processor = processor
+        self.source = source
+        self.backend = backend
+        self._num_features = self._measure_num_features()
+
+    @classmethod
+    def from_source(cls, source: str | os.PathLike, backend: str = "pil", local_files_only: bool = False,
+                    **model_kwargs: Any) -> "HFImageEncoder":
+        """Load model and processor from a hub id or local directory; ``backend='pil'`` needs no torchvision."""
+        from transformers import AutoImageProcessor, AutoModel
+
+        from .transformer import _hub_offline  # one rule for "is the hub reachable", answered in seconds
+
+        path = Path(source).expanduser()
+        source = str(path) if path.is_dir() else str(source)
+        if not path.is_dir():
+            if source.startswith((".", "/", "~")) or source.count("/") > 1:
+                raise FileNotFoundError(f"image model directory {source!r} does not exist")
+            local_files_only = local_files_only or _hub_offline()
+        try:
+            processor = AutoImageProcessor.from_pretrained(source, backend=backend, local_files_only=local_files_only)
+            model, info = AutoModel.from_pretrained(
+                source, local_files_only=local_files_only, output_loading_info=True, **model_kwargs
+            )
+        except OSError as exc:
+            if path.is_dir():
+                raise OSError(f"cannot load an image model from directory {source!r}: it needs config.json, the "
+                              "weights and the image processor's preprocessor_config.json (write it with "
+                              f"processor.save_pretrained(directory)); {exc}") from exc
+            raise OSError(
+                f"cannot load image model {source!r}: it is not a local directory and could not be fetched from "
+                "the Hugging Face hub (offline, or not in the local cache). Download it where there is internet, "
+                f"e.g. `hf download {source} --local-dir DIR`, then pass DIR: nlptl.load_encoder('DIR')"
+            ) from exc
+        if getattr(model, "pooler", None) is not None and any(k.startswith("pooler.") for k in info["missing_keys"]):
+            model.pooler = None  # a randomly initialised pooler is noise; fall back to mean pooling
+        return cls(model, processor, source=source, backend=backend)
+
+    def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.processor(images=images, return_tensors="pt")["pixel_values"]  # (B, 3, H, W)
+
+    def _backbone(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.model(pixel_values=pixel_values.to(self.model.dtype), return_dict=True)
+        return out.last_hidden_state, getattr(out, "pooler_output", None)
+
+    def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
+        return backbone_groups(self.model)
+
+    def config(self) -> dict[str, Any]:
+        return {"source": self.source, "backend": self.backend, "num_features": self.num_features}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Save in Hugging Face format (model + image processor) plus the nlptl config."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+        self._write_config(directory)
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "HFImageEncoder":
+        encoder = cls.from_source(directory, backend=config.get("backend", "pil"), local_files_only=True)
+        encoder.source = config.get("source", str(directory))
+        return encoder
+
+
+# ----- any torch module -------------------------------------------------------------------------
+
+class ModuleImageEncoder(ImageEncoder):
+    """A plain ``nn.Module`` mapping images (B, 3, H, W) to maps (B, C, H', W'), tokens (B, T, C) or vectors (B, C).
+
+    Saving writes the weights and config; an arbitrary module's class cannot be rebuilt without
+    pickle, so reloading needs the module again: ``nlptl.load_encoder(dir, module=MyNet())``. When
+    the class is importable (defined at module level outside ``__main__``), its import path and the
+    ``module_kwargs`` given at wrap time are recorded, and ``nlptl.load_encoder(dir)`` rebuilds it
+    as ``MyNet(**module_kwargs)`` on its own.
+    """
+
+    kind = "module"
+
+    def __init__(
+        self,
+        module: nn.Module,
+        image_size: int | Sequence[int] = 224,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        num_features: int | None = None,
+        layer_groups: Sequence[tuple[str, Sequence[nn.Module | str]]] | None = None,
+        module_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+        self.image_size = _pair(image_size)
+        self.mean, self.std = _channels(mean, "mean"), _channels(std, "std")
+        self.module_class = _import_path(type(module))
+        self.module_kwargs = _check_json(module_kwargs, "module_kwargs")
+        self._group_paths = None if layer_groups is None else self._paths_of(layer_groups)
+        self._num_features = int(num_features) if num_features is not None else self._measure_num_features()
+
+    @classmethod
+    def from_source(cls, source: nn.Module, **options: Any) -> "ModuleImageEncoder":
+        return cls(source, **options)
+
+    def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return resize_and_normalize(images, self.image_size, self.mean, self.std)  # (B, 3, H, W)
+
+    def _backbone(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.module(pixel_values)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the wrapped {type(self.module).__name__} returned a {type(out).__name__}; "
+                            "it must return one tensor (B, C, H, W), (B, T, C) or (B, C)")
+        return out, (out if out.ndim == 2 else None)
+
+    def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
+        if self._group_paths is None:
+            return children_groups(self.module)
+        return [(name, [self.module.get_submodule(p) for p in paths]) for name, paths in self._group_paths]
+
+    def _paths_of(self, layer_groups: Sequence[tuple[str, Sequence[nn.Module | str]]]) -> list[tuple[str, list[str]]]:
+        """Turn user groups of modules (or dotted paths) into paths, checking they cover each parameter once."""
+        path_of = {id(m): p for p, m in self.module.named_modules()}
+        known = set(path_of.values())
+        groups: list[tuple[str, list[str]]] = []
+        for i, (name, members) in enumerate(layer_groups):
+            paths = []
+            for member in members:
+                path = member if isinstance(member, str) else path_of.get(id(member))
+                if path not in known:
+                    what = repr(member) if isinstance(member, str) else f"a {type(member).__name__}"
+                    raise ValueError(f"layer_groups[{i}] ({name!r}): {what} is not a submodule of the wrapped "
+                                     f"{type(self.module).__name__}; use its modules or their dotted paths")
+                paths.append(path)
+            groups.append((str(name), paths))
+        owner: dict[int, str] = {}
+        for name, paths in groups:
+            for path in paths:
+                for p in self.module.get_submodule(path).parameters():
+                    if id(p) in owner:
+                        raise ValueError(f"layer_groups: a parameter is in both {owner[id(p)]!r} and {name!r}")
+                    owner[id(p)] = name
+        missing = [n for n, p in self.module.named_parameters() if id(p) not in owner]
+        if missing:
+            raise ValueError(f"layer_groups leave out parameters {missing[:5]}: add the modules that hold them")
+        if len({name for name, _ in groups}) != len(groups):
+            raise ValueError(f"layer_groups has repeated names: {[name for name, _ in groups]}")
+        return groups
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
+            "num_features": self.num_features, "layer_groups": self._group_paths,
+            "module_class": self.module_class, "module_type": type(self.module).__name__,
+            "module_kwargs": self.module_kwargs,
+        }
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "ModuleImageEncoder":
+        config = dict(config)
+        module = config.pop("module", None)
+        class_path, kwargs = config.pop("module_class", None), config.get("module_kwargs")
+        module_type = config.pop("module_type", "module")
+        if module is None:
+            if class_path is None:
+                raise ValueError(
+                    f"{directory} holds weights of a wrapped {module_type} whose class cannot be imported "
+                    f"(defined in __main__ or inside a function); rebuild it and pass it: "
+                    f"nlptl.load_encoder({str(directory)!r}, module={module_type}(...))"
+                )
+            module = _build(class_path, kwargs or {}, directory)
+        encoder = cls(module, **config)
+        encoder._load_weights(directory)
+        return encoder
+
+
+def _build(class_path: str, kwargs: dict[str, Any], directory: Path) -> nn.Module:
+    module_name, qualname = class_path.split(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for attr in qualname.split("."):
+            target = getattr(target, attr)
+        return target(**kwargs)
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise ValueError(f"cannot rebuild the wrapped module {class_path}(**{kwargs}) for {directory} ({exc}); "
+                         f"pass it yourself: nlptl.load_encoder({str(directory)!r}, module=...)") from exc
+
+
+def _import_path(cls: type) -> str | None:
+    """'package.module:Qualname' when ``cls`` can be imported back by that path, else None."""
+    module_name, qualname = getattr(cls, "__module__", None), getattr(cls, "__qualname__", "")
+    if not module_name or module_name == "__main__" or "<locals>" in qualname:
+        return None
+    target: Any = sys.modules.get(module_name)
+    for attr in qualname.split("."):
+        target = getattr(target, attr, None)
+    return f"{module_name}:{qualname}" if target is cls else None
+
+
+def _check_json(value: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        json.dumps(value)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be JSON-serialisable to be saved in the config: {exc}") from None
+    return dict(value)
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
+        raise ValueError(f"image_size must be a positive int or (height, width), got {size!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _channels(values: Sequence[float], name: str) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} must have 3 values (R, G, B), got {values!r}")
+    return values  # type: ignore[return-value]
