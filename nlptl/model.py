@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import cached_output
 from .encoders import Encoder, load_encoder
 from .heads import Head, head_class
 
@@ -51,9 +52,11 @@ class TransferModel(nn.Module):
         self.training_info: dict[str, Any] = {}  # strategy and settings of the last fit, saved with the model
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        encoder_frozen = not any(p.requires_grad for p in self.encoder.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not encoder_frozen):
-            output = self.encoder(batch)  # no autograd graph at all for a frozen encoder
+        output = cached_output(batch)  # a batch from the frozen-feature cache skips the encoder
+        if output is None:
+            encoder_frozen = not any(p.requires_grad for p in self.encoder.parameters())
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not encoder_frozen):
+                output = self.encoder(batch)  # no autograd graph at all for a frozen encoder
         return self.head(output, batch)
 
     # ----- inference -----------------------------------------------------------------------------

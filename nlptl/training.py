@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .cache import FeatureCache
 from .checkpoint import load_checkpoint, save_checkpoint
 from .encoders.base import ModelInput
 from .model import TransferModel
@@ -64,6 +65,8 @@ def fit(
     seed: int = 0,
     cpu: bool = False,
     progress: bool = True,
+    cache_features: bool | None = None,
+    cache_dtype: str = "float32",
     **columns: str,
 ) -> FitResult:
     """Train ``model`` on ``train_data`` with a freezing ``strategy``; see the README for every option."""
@@ -77,7 +80,8 @@ def fit(
         raise ValueError("resume=True needs output_dir= (where the checkpoints are)")
     if save_every_steps and output_dir is None:
         raise ValueError("save_every_steps needs output_dir= to write checkpoints into")
-    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=plan.name == "gradual_unfreezing")]
+    # Unused parameters are normal here (a BERT pooler the features skip, groups frozen mid-run).
+    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     accelerator = Accelerator(
         mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps, cpu=cpu,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed), kwargs_handlers=kwargs,
@@ -92,17 +96,33 @@ def fit(
     head, encoder = model.head, model.encoder
     train_rows = head.prepare(encoder, train_data, train=True, **columns)
     eval_rows = head.prepare(encoder, eval_data, train=False, **columns) if eval_data is not None else None
-    train_loader = DataLoader(_Rows(train_rows), batch_size=batch_size, shuffle=True,
-                              collate_fn=lambda rows: head.collate(encoder, rows),
-                              generator=torch.Generator().manual_seed(seed))
-    eval_loader = _eval_loader(head, encoder, eval_rows, eval_batch_size or batch_size) if eval_rows else None
-
     # DDP registers only parameters that require grad when wrapped: for gradual unfreezing, all must.
     n_trainable = plan.trainable_groups(len(groups), epoch=0)
     apply_freezing(model, len(groups) if plan.name == "gradual_unfreezing" else n_trainable)
-    model, train_loader = accelerator.prepare(model, train_loader)
-    eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
+    model = accelerator.prepare(model)
     core = accelerator.unwrap_model(model)
+
+    # Below a fixed freeze line nothing changes: compute it once (see nlptl/cache.py).
+    use_cache = plan.name == "feature_extraction" if cache_features is None else cache_features
+    if use_cache and plan.name != "feature_extraction":
+        raise ValueError(f"cache_features=True needs strategy='feature_extraction' (the encoder must stay frozen "
+                         f"for the whole run); strategy {plan.name!r} trains encoder groups")
+    collate = lambda rows: head.collate(encoder, rows)  # noqa: E731
+    eval_collate = collate
+    if use_cache:
+        dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[cache_dtype]
+        caches = [FeatureCache.build(core, rows, eval_batch_size or batch_size, accelerator.device, dtype,
+                                     progress and accelerator.is_local_main_process)
+                  for rows in (train_rows, eval_rows) if rows]
+        collate = lambda rows: caches[0].collate(head, encoder, rows)  # noqa: E731
+        eval_collate = (lambda rows: caches[1].collate(head, encoder, rows)) if eval_rows else None  # noqa: E731
+        accelerator.print(f"cached frozen features: {sum(c.nbytes for c in caches) / 2**20:.1f} MiB ({cache_dtype})")
+    train_loader = DataLoader(_Rows(train_rows), batch_size=batch_size, shuffle=True, collate_fn=collate,
+                              generator=torch.Generator().manual_seed(seed))
+    train_loader = accelerator.prepare(train_loader)
+    eval_loader = None
+    if eval_rows:
+        eval_loader = accelerator.prepare(_eval_loader(eval_rows, eval_batch_size or batch_size, eval_collate))
 
     start_epoch = _resume_epoch(out) if resume else 0
     trainable_names = apply_freezing(core, plan.trainable_groups(len(groups), start_epoch))
@@ -210,7 +230,7 @@ def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_pre
 
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
     rows = model.head.prepare(model.encoder, data, train=False, **columns)
-    loader = accelerator.prepare(_eval_loader(model.head, model.encoder, rows, batch_size))
+    loader = accelerator.prepare(_eval_loader(rows, batch_size, lambda b: model.head.collate(model.encoder, b)))
     prepared = accelerator.prepare(model)
     return evaluate_rows(prepared, loader, rows, data, accelerator)
 
@@ -246,12 +266,11 @@ def evaluate_rows(model, loader, rows, dataset, accelerator) -> dict[str, float]
     return metrics
 
 
-def _eval_loader(head, encoder, rows, batch_size) -> DataLoader:
+def _eval_loader(rows, batch_size, collate) -> DataLoader:
     # Longest rows first so each batch pads little; row_index restores the order afterwards.
     lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
     order = np.argsort(lengths, kind="stable")[::-1]
-    return DataLoader(_Rows([rows[i] for i in order]), batch_size=batch_size, shuffle=False,
-                      collate_fn=lambda batch: head.collate(encoder, batch))
+    return DataLoader(_Rows([rows[i] for i in order]), batch_size=batch_size, shuffle=False, collate_fn=collate)
 
 
 def _add_new_parameter_groups(optimizer, scheduler, wanted: list[dict]) -> None:
