@@ -34,7 +34,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict[str, A
         (staging / STATE_NAME).write_text(json.dumps(state, indent=1))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        _write_atomically(root / LATEST, final.name)
+        write_text_atomically(root / LATEST, final.name)
         _prune(root, keep)
     accelerator.wait_for_everyone()
     return final
@@ -60,7 +60,8 @@ def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
     return json.loads((path / STATE_NAME).read_text())
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file, then rename: readers see the old file or the new one, never half."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
     os.replace(temporary, path)

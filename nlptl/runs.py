@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import write_text_atomically
+
 TASKS = ("text-classification", "extractive-qa")
 BASELINES = (None, "from_scratch", "tfidf_lr")
 
@@ -127,7 +129,7 @@ def resolve_encoder_source(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def build_model(config: RunConfig, train):
+def build_model(config: RunConfig, train, evaluation=None):
     import torch
 
     from . import TransferModel, load_encoder
@@ -136,7 +138,10 @@ def build_model(config: RunConfig, train):
     source, kind = resolve_encoder_source(config.encoder)
     options = dict(config.encoder_options)
     if (config.encoder_kind or kind) in ("glove", "word2vec", "fasttext") and config.task == "text-classification":
-        options.setdefault("vocab_from", list(train[config.text_column]))  # keep only the words the data uses
+        # Keep only the words the texts use (training and evaluation text, never labels): 400k vectors
+        # need not sit in memory for a task that reads 15k of them.
+        texts = list(train["text"]) + (list(evaluation["text"]) if evaluation is not None else [])
+        options.setdefault("vocab_from", texts)
     torch.manual_seed(config.seed)
     encoder = load_encoder(source, kind=config.encoder_kind or kind, **options)
     if config.baseline == "from_scratch":
@@ -168,7 +173,7 @@ def run(config: RunConfig, command: str | None = None) -> Path:
     record = {**asdict(config), "name": config.name or out.name, "command": command or " ".join(sys.argv),
               "environment": environment(),
               "data_fingerprint": {"train": dataset_fingerprint(train), "eval": dataset_fingerprint(evaluation)}}
-    (out / "config.json").write_text(json.dumps(record, indent=2))
+    write_text_atomically(out / "config.json", json.dumps(record, indent=2))
     started = time.perf_counter()
     if config.baseline == "tfidf_lr":
         result, predictions = _tfidf_baseline(config, train, evaluation)
@@ -177,16 +182,16 @@ def run(config: RunConfig, command: str | None = None) -> Path:
     result.update(train_seconds=result.get("train_seconds") or time.perf_counter() - started,
                   peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   train_size=len(train), eval_size=len(evaluation))
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    write_text_atomically(out / "metrics.json", json.dumps(result, indent=2, default=str))
     if predictions is not None:
-        (out / "predictions.json").write_text(json.dumps(predictions))
+        write_text_atomically(out / "predictions.json", json.dumps(predictions))
     return out
 
 
 def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
     from .training import fit
 
-    model = build_model(config, train)
+    model = build_model(config, train, evaluation)
     columns = {} if config.task == "extractive-qa" else {
         "text_column": "text", "label_column": "label", **({"text_pair_column": "text_pair"} if "text_pair" in train.column_names else {})}
     result = fit(model, train, evaluation, strategy=config.strategy, top_k=config.top_k, epochs=config.epochs,
@@ -242,15 +247,16 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
-def run_in_subprocess(config: RunConfig) -> Path:
+def run_in_subprocess(config: RunConfig, command: str | None = None) -> Path:
     """Run in a fresh interpreter, so the recorded peak memory belongs to this run alone."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "run_config.json"
-    spec.write_text(json.dumps(asdict(config), indent=2))
+    spec.write_text(json.dumps({"config": asdict(config), "command": command or " ".join(sys.argv)}, indent=2))
     subprocess.run([sys.executable, "-m", "nlptl.runs", str(spec)], check=True)
     return out
 
 
 if __name__ == "__main__":
-    run(RunConfig.from_dict(json.loads(Path(sys.argv[1]).read_text())))
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    run(RunConfig.from_dict(spec["config"]), command=spec["command"])

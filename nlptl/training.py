@@ -73,6 +73,7 @@ def fit(
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.utils import set_seed
 
+    started = time.perf_counter()  # training time includes preparing rows and any feature cache
     plan = Strategy(strategy, top_k)
     groups = model.encoder.layer_groups()
     plan.validate(len(groups))
@@ -143,7 +144,7 @@ def fit(
     best_weights = None
     log = _Log(out, accelerator)
     stopped_early = False
-    started = time.perf_counter() - state["train_seconds"]
+    started -= state["train_seconds"]  # a resumed run counts the time already spent
 
     for epoch in range(state["epoch"], epochs):
         names = apply_freezing(core, plan.trainable_groups(len(groups), epoch))

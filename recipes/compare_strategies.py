@@ -11,6 +11,8 @@ documented, not tuned on the evaluation split.
 """
 import argparse
 import dataclasses
+import shlex
+import sys
 from pathlib import Path
 
 from nlptl.report import write_report
@@ -46,7 +48,8 @@ PRESETS = {
             ("minilm_top_k_2", dict(strategy="top_k", top_k=2, learning_rate=1e-4, head_learning_rate=1e-3,
                                     epochs=2)),
             ("minilm_full", dict(strategy="full", learning_rate=5e-5, head_learning_rate=1e-3, epochs=1)),
-            ("minilm_from_scratch", dict(baseline="from_scratch", strategy="full", learning_rate=1e-4, epochs=1)),
+            ("minilm_from_scratch", dict(baseline="from_scratch", strategy="full", learning_rate=1e-4, epochs=1,
+                                         train_size=20000)),
         ],
     ),
 }
@@ -73,17 +76,22 @@ def main() -> None:
             continue
         for size in sizes:
             run_name = name if size is None else f"{name}-n{size}"
-            values = {**shared, **settings, "name": run_name, "output_dir": str(runs_dir / run_name), "train_size": size}
+            values = {**shared, **settings, "name": run_name, "output_dir": str(runs_dir / run_name)}
+            if size is not None:
+                values["train_size"] = size
             if args.data_dir:
                 values["data_dir"] = args.data_dir
             config = RunConfig(**values)
             print(f"== {run_name}: {describe(config)}", flush=True)
-            directories.append(run(config) if args.in_process else run_in_subprocess(config))
+            command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+            directories.append(run(config, command) if args.in_process else run_in_subprocess(config, command))
     report = write_report(directories, args.output or f"reports/{args.config}", title=f"Strategy comparison: {args.config}")
     print(f"report: {report}")
 
 
 def describe(config: RunConfig) -> str:
+    if config.baseline == "tfidf_lr":
+        return "baseline=tfidf_lr"
     keys = ("baseline", "strategy", "top_k", "encoder", "epochs", "learning_rate", "train_size")
     values = dataclasses.asdict(config)
     return ", ".join(f"{k}={values[k]}" for k in keys if values[k] is not None)
