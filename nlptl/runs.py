@@ -179,13 +179,18 @@ def run(config: RunConfig, command: str | None = None) -> Path:
         result, predictions = _tfidf_baseline(config, train, evaluation)
     else:
         result, predictions = _train(config, train, evaluation)
-    result.update(train_seconds=result.get("train_seconds") or time.perf_counter() - started,
-                  peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  train_size=len(train), eval_size=len(evaluation))
-    write_text_atomically(out / "metrics.json", json.dumps(result, indent=2, default=str))
-    if predictions is not None:
-        write_text_atomically(out / "predictions.json", json.dumps(predictions))
+    result.setdefault("train_seconds", time.perf_counter() - started)
+    write_results(out, result, predictions, train_size=len(train), eval_size=len(evaluation))
     return out
+
+
+def write_results(out: Path, result: dict, predictions: dict | None, train_size: int, eval_size: int) -> None:
+    """metrics.json (with this process's peak memory) and predictions.json of a run directory."""
+    result = {**result, "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "train_size": train_size, "eval_size": eval_size}
+    write_text_atomically(Path(out) / "metrics.json", json.dumps(result, indent=2, default=str))
+    if predictions is not None:
+        write_text_atomically(Path(out) / "predictions.json", json.dumps(predictions))
 
 
 def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
