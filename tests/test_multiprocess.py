@@ -13,8 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def launch(processes: int, out: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+    # On CPU, `accelerate launch --cpu` starts several processes only through mpirun; `--multi_gpu`
+    # with ACCELERATE_USE_CPU=1 starts them with torchrun and the gloo backend instead.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ACCELERATE_USE_CPU="1")
+    mode = ["--multi_gpu"] if processes > 1 else ["--cpu"]
+    args = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
             "-m", "tests.ddp_child", str(out)]
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
