@@ -172,3 +172,25 @@ def test_resume_without_a_checkpoint_says_so(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no complete checkpoint"):
         nlptl.fit(tiny_model, {"text": ["the cat"], "label": ["positive"]}, resume=True,
                   output_dir=str(tmp_path / "empty"), progress=False)
+
+
+def test_qa_model_save_and_load_give_identical_answers(tmp_path):
+    from nlptl.heads import ExtractiveQAHead
+
+    torch.manual_seed(0)
+    encoder, _ = BUILDERS["bert"](tmp_path)
+    model = nlptl.TransferModel(encoder, ExtractiveQAHead(stride=8, max_answer_length=5))
+    context = "the movie was good and the film was really long . " * 3  # longer than one window
+    answer_start = context.index("really long")
+    data = {"id": ["q1", "q2"], "question": ["what was the film ?", "what was the movie ?"],
+            "context": [context, context],
+            "answers": [{"text": ["really long"], "answer_start": [answer_start]},
+                        {"text": ["good"], "answer_start": [context.index("good")]}]}
+    nlptl.fit(model, data, strategy="full", epochs=2, batch_size=4, learning_rate=1e-3, progress=False)
+    questions, contexts = data["question"], data["context"]
+    before = model.answer(questions, contexts)
+    model.save_pretrained(tmp_path / "qa")
+    after = nlptl.TransferModel.from_pretrained(tmp_path / "qa").answer(questions, contexts)
+    assert before == after
+    for answer, context in zip(after, contexts):
+        assert context[answer["start"]:answer["end"]] == answer["answer"]

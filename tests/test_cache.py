@@ -1,0 +1,43 @@
+"""The frozen-feature cache changes speed, never results."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import nlptl
+from nlptl.heads import ClassificationHead
+from tests.test_training import BUILDERS, separable_task
+
+
+def step_losses(run_dir) -> list[float]:
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines if '"type": "step"' in line]
+
+
+@pytest.mark.parametrize("kind", ["bert", "glove", "image-resnet"])
+def test_training_with_and_without_the_cache_gives_the_same_loss_curve(kind, tmp_path):
+    runs = {}
+    for cached in (True, False):
+        torch.manual_seed(0)
+        (tmp_path / f"enc-{cached}").mkdir()
+        encoder, _ = BUILDERS[kind](tmp_path / f"enc-{cached}")
+        model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.2, hidden_size=8),
+                                    labels=["negative", "positive"])
+        data = separable_task(encoder, n=24)
+        result = nlptl.fit(model, data, data, strategy="feature_extraction", epochs=3, batch_size=8,
+                           learning_rate=1e-2, progress=False, cache_features=cached, seed=3,
+                           output_dir=str(tmp_path / f"run-{cached}"))
+        runs[cached] = (step_losses(tmp_path / f"run-{cached}"), result.metrics)
+    (with_cache, metrics_cached), (without, metrics_plain) = runs[True], runs[False]
+    assert len(with_cache) == len(without) == 9
+    torch.testing.assert_close(torch.tensor(with_cache), torch.tensor(without), rtol=1e-4, atol=1e-5)
+    assert metrics_cached["accuracy"] == metrics_plain["accuracy"]
+
+
+def test_cache_is_refused_when_encoder_groups_train(tmp_path):
+    encoder, _ = BUILDERS["glove"](tmp_path)
+    model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
+    with pytest.raises(ValueError, match="cache_features=True needs strategy='feature_extraction'"):
+        nlptl.fit(model, separable_task(encoder, n=8), strategy="full", cache_features=True, progress=False)
