@@ -54,7 +54,8 @@ def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
     if path is None:
         raise FileNotFoundError(
             f"resume=True but {Path(output_dir) / CHECKPOINT_DIR} holds no complete checkpoint; "
-            "train once with save_every_steps=N to write one, or pass resume=False to start fresh"
+            "train once with save_every_steps=N (CLI: --save-every-steps N) to write one, or start fresh "
+            "with resume=False (CLI: without --resume)"
         )
     accelerator.load_state(str(path))
     return json.loads((path / STATE_NAME).read_text())

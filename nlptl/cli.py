@@ -80,7 +80,7 @@ def _load_eval_data(args, model):
 def cmd_train(args) -> None:
     from .runs import run
 
-    out = run(config_from_args(args), command="nlptl " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    out = run(config_from_args(args), command="nlptl " + " ".join(shlex.quote(a) for a in args.argv))
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     print(json.dumps({"run": str(out), **metrics}))
 
@@ -92,7 +92,7 @@ def cmd_evaluate(args) -> None:
     dataset = _load_eval_data(args, model)
     columns = {"text_column": "text", "label_column": "label"} if model.head.task == "classification" else {}
     metrics = evaluate(model, dataset, batch_size=args.batch_size, **columns)
-    name = f"eval-{args.dataset or Path(args.eval_file).stem}-{args.split or 'file'}.json"
+    name = f"eval-{args.dataset}-{args.split}.json" if args.dataset else f"eval-{Path(args.eval_file).stem}.json"
     (Path(args.run) / name).write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
 
@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in config.json by `train`
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # keep stderr for our own progress bars and errors
     try:
         args.handler(args)
     except KeyboardInterrupt:
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("NLPTL_DEBUG"):
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, KeyError):  # a bare key says nothing on its own
+            message = f"{type(exc).__name__}: {message}"
         print(f"nlptl: error: {message}", file=sys.stderr)
         return 1
     return 0

@@ -108,6 +108,8 @@ def load_splits(config: RunConfig):
         if config.train_split not in splits:
             raise ValueError(f"no {config.train_split!r} split; the data has {list(splits)}")
         eval_split = config.eval_split or next((s for s in ("validation", "test") if s in splits), None)
+        if eval_split is None and config.dataset is None:
+            raise ValueError("no evaluation data: pass an evaluation file too (eval_file= / --eval-file)")
         if eval_split is None or eval_split not in splits:
             raise ValueError(f"no evaluation split {eval_split!r}; the data has {list(splits)} (pass --eval-split)")
         train, evaluation = splits[config.train_split], splits[eval_split]
@@ -148,7 +150,7 @@ def build_model(config: RunConfig, train, evaluation=None):
         reinitialize(encoder)
     if config.task == "extractive-qa":
         return TransferModel(encoder, head_class("extractive_qa")())
-    labels = train.features[config.label_column].names
+    labels = train.features["label"].names  # load_splits names the label column "label"
     head = ClassificationHead(len(labels), pooling=config.pooling, hidden_size=config.hidden_size)
     return TransferModel(encoder, head, labels=labels)
 
