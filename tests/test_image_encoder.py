@@ -12,7 +12,8 @@ from PIL import Image
 from torch import nn
 
 import nlptl
-from nlptl.encoders.image import HFImageEncoder, ModuleImageEncoder, resize_and_normalize
+from nlptl.encoders.image import HFImageEncoder, resize_and_normalize
+from nlptl.encoders.module import ModuleImageEncoder
 from tests.tiny.image import IMAGE_SIZE, TinyConvNet, build_module, build_resnet, build_vit, sample_images
 
 

@@ -53,7 +53,7 @@ ENCODERS: dict[str, EncoderKind] = {
                     "a Hugging Face hub id or local directory of a transformers vision model (ResNet, ConvNeXt, ViT, ...)"),
         EncoderKind("timm", "nlptl.encoders.timm:TimmEncoder.from_source",
                     "a timm model name such as 'resnet50' or 'vgg16' (needs the optional 'timm' extra)"),
-        EncoderKind("module", "nlptl.encoders.image:ModuleImageEncoder.from_source",
+        EncoderKind("module", "nlptl.encoders.module:ModuleImageEncoder.from_source",
                     "a torch.nn.Module mapping images (B, C, H, W) to feature maps (B, C', H', W') or tokens (B, T, C')"),
     ]
 }
@@ -64,7 +64,7 @@ SAVED_CLASSES = {
     "static": "nlptl.encoders.static:StaticEncoder",
     "image": "nlptl.encoders.image:HFImageEncoder",
     "timm": "nlptl.encoders.timm:TimmEncoder",
-    "module": "nlptl.encoders.image:ModuleImageEncoder",
+    "module": "nlptl.encoders.module:ModuleImageEncoder",
 }
 
 
