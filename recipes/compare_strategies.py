@@ -52,6 +52,26 @@ PRESETS = {
                                          train_size=20000)),
         ],
     ),
+    # AG News: train on the 10k-row sample, evaluate on the official 7,600-row test split.
+    "ag_news": (
+        dict(dataset="ag_news", eval_split="test", encoder="minilm", batch_size=32, seed=0,
+             encoder_options={"max_length": 128}),
+        [
+            ("tfidf_lr", dict(baseline="tfidf_lr")),
+            ("minilm_feature_extraction", dict(strategy="feature_extraction", hidden_size=256, learning_rate=1e-3,
+                                               epochs=6)),
+            ("minilm_full", dict(strategy="full", learning_rate=5e-5, head_learning_rate=1e-3, epochs=2)),
+        ],
+    ),
+    # SQuAD v1.1 dev subset (12 articles): 70% of the articles train, the other 30% evaluate.
+    "squad": (
+        dict(task="extractive-qa", dataset="squad", encoder="minilm", batch_size=16, seed=0, epochs=4,
+             encoder_options={"max_length": 256}),
+        [
+            ("minilm_full", dict(strategy="full", learning_rate=1e-4)),
+            ("minilm_from_scratch", dict(baseline="from_scratch", strategy="full", learning_rate=1e-4)),
+        ],
+    ),
 }
 
 
