@@ -43,6 +43,8 @@ PRESETS = {
             ("tfidf_lr", dict(baseline="tfidf_lr")),
             ("glove_head", dict(encoder="glove-6b-50d", strategy="feature_extraction", pooling="attention",
                                 hidden_size=256, learning_rate=2e-3, epochs=6, encoder_options={})),
+            ("glove_full", dict(encoder="glove-6b-50d", strategy="full", pooling="attention", hidden_size=256,
+                                learning_rate=1e-3, epochs=4, encoder_options={})),
             ("minilm_feature_extraction", dict(strategy="feature_extraction", hidden_size=256, learning_rate=1e-3,
                                                epochs=6)),
             ("minilm_top_k_2", dict(strategy="top_k", top_k=2, learning_rate=1e-4, head_learning_rate=1e-3,
