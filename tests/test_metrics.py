@@ -1,14 +1,6 @@
 """Metrics against hand-computed values; every metric runs with the network blocked."""
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # before evaluate/datasets read them at import
-os.environ["HF_EVALUATE_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
-
-import socket
-
 import evaluate
 import numpy as np
 import pytest
@@ -19,13 +11,7 @@ from nlptl.metrics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
 
 # ----- classification -----------------------------------------------------------------------------
