@@ -67,6 +67,7 @@ def fit(
     progress: bool = True,
     cache_features: bool | None = None,
     cache_dtype: str = "float32",
+    group_by_length: bool = False,
     **columns: str,
 ) -> FitResult:
     """Train ``model`` on ``train_data`` with a freezing ``strategy``; see the README for every option."""
@@ -118,8 +119,13 @@ def fit(
         collate = lambda rows: caches[0].collate(head, encoder, rows)  # noqa: E731
         eval_collate = (lambda rows: caches[1].collate(head, encoder, rows)) if eval_rows else None  # noqa: E731
         accelerator.print(f"cached frozen features: {sum(c.nbytes for c in caches) / 2**20:.1f} MiB ({cache_dtype})")
-    train_loader = DataLoader(_Rows(train_rows), batch_size=batch_size, shuffle=True, collate_fn=collate,
-                              generator=torch.Generator().manual_seed(seed))
+    # The loader's own generator keeps its per-iterator seed draw off the global RNG, so a resumed run
+    # draws dropout masks exactly as an unbroken one.
+    sampling = dict(shuffle=True, generator=torch.Generator().manual_seed(seed))
+    if group_by_length:  # batches of similar lengths pad less; still a seeded shuffle per epoch
+        sampler = _LengthGroupedSampler(batch_size, [len(r["input"]) for r in train_rows], seed)
+        sampling = dict(sampler=sampler, generator=torch.Generator().manual_seed(seed))
+    train_loader = DataLoader(_Rows(train_rows), batch_size=batch_size, collate_fn=collate, **sampling)
     train_loader = accelerator.prepare(train_loader)
     eval_loader = None
     if eval_rows:
@@ -297,6 +303,26 @@ def _resume_epoch(out: Path) -> int:
     if path is None:
         load_checkpoint(None, out)  # raises the clear "no checkpoint" error
     return json.loads((path / STATE_NAME).read_text())["epoch"]
+
+
+class _LengthGroupedSampler:
+    """transformers' LengthGroupedSampler, reseeded at every epoch so a resumed run sees the same order."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        self.seed, self.generator = seed, torch.Generator()
+        self.sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=self.generator)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        return iter(self.sampler)
 
 
 class _Rows(torch.utils.data.Dataset):

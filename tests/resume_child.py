@@ -11,11 +11,11 @@ import nlptl
 from nlptl.heads import ClassificationHead
 from tests.fake_encoders import WordEncoder
 
-TEXTS = [f"{w} film number {i}" for i, w in enumerate(["good", "great", "bad", "awful"] * 12)]
+TEXTS = [f"{w} film {'and so on ' * (i % 4)}number {i}" for i, w in enumerate(["good", "great", "bad", "awful"] * 12)]
 LABELS = ["positive" if t.split()[0] in ("good", "great") else "negative" for t in TEXTS]
 
 
-def main(output_dir: str, resume: bool, step_delay: float, weights_out: str) -> None:
+def main(output_dir: str, resume: bool, step_delay: float, weights_out: str, group_by_length: bool) -> None:
     encoder = WordEncoder.from_texts(TEXTS, seed=0)
     model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.3), labels=["negative", "positive"])
     torch.manual_seed(0)
@@ -26,9 +26,10 @@ def main(output_dir: str, resume: bool, step_delay: float, weights_out: str) -> 
         collate = model.head.collate
         model.head.collate = lambda enc, rows: (time.sleep(step_delay), collate(enc, rows))[1]
     nlptl.fit(model, {"text": TEXTS, "label": LABELS}, strategy="full", epochs=3, batch_size=4,
-              learning_rate=1e-3, output_dir=output_dir, save_every_steps=3, resume=resume, seed=0, progress=False)
+              learning_rate=1e-3, output_dir=output_dir, save_every_steps=3, resume=resume, seed=0, progress=False,
+              group_by_length=group_by_length)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights_out)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3]), sys.argv[4], sys.argv[5] == "grouped")

@@ -7,13 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(output_dir, mode, delay, weights):
-    return [sys.executable, "-m", "tests.resume_child", str(output_dir), mode, str(delay), str(weights)]
+def child(output_dir, mode, delay, weights, sampling):
+    return [sys.executable, "-m", "tests.resume_child", str(output_dir), mode, str(delay), str(weights), sampling]
 
 
 def run(args):
@@ -21,12 +22,13 @@ def run(args):
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_kill_9_then_resume_is_bit_identical(tmp_path):
-    reference = run(child(tmp_path / "ref", "fresh", 0, tmp_path / "ref.safetensors"))
+@pytest.mark.parametrize("sampling", ["shuffled", "grouped"])
+def test_kill_9_then_resume_is_bit_identical(tmp_path, sampling):
+    reference = run(child(tmp_path / "ref", "fresh", 0, tmp_path / "ref.safetensors", sampling))
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    victim = subprocess.Popen(child(tmp_path / "run", "fresh", 0.15, tmp_path / "unused.safetensors"),
+    victim = subprocess.Popen(child(tmp_path / "run", "fresh", 0.15, tmp_path / "unused.safetensors", sampling),
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = tmp_path / "run" / "checkpoints" / "latest"
     deadline = time.time() + 240
@@ -38,7 +40,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     assert latest.read_text().strip() in ("checkpoint-6", "checkpoint-9"), "killed before the second checkpoint"
     assert not (tmp_path / "run" / "model").exists(), "the victim finished before it was killed"
 
-    resumed = run(child(tmp_path / "run", "resume", 0, tmp_path / "resumed.safetensors"))
+    resumed = run(child(tmp_path / "run", "resume", 0, tmp_path / "resumed.safetensors", sampling))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from step" in resumed.stdout + resumed.stderr
     a, b = load_file(tmp_path / "ref.safetensors"), load_file(tmp_path / "resumed.safetensors")
