@@ -111,6 +111,7 @@ def fit(
                          f"for the whole run); strategy {plan.name!r} trains encoder groups")
     collate = lambda rows: head.collate(encoder, rows)  # noqa: E731
     eval_collate = collate
+    size_mib = None
     if use_cache:
         dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[cache_dtype]
         caches = [FeatureCache.build(core, rows, eval_batch_size or batch_size, accelerator.device, dtype,
@@ -118,7 +119,9 @@ def fit(
                   for rows in (train_rows, eval_rows) if rows]
         collate = lambda rows: caches[0].collate(head, encoder, rows)  # noqa: E731
         eval_collate = (lambda rows: caches[1].collate(head, encoder, rows)) if eval_rows else None  # noqa: E731
-        accelerator.print(f"cached frozen features: {sum(c.nbytes for c in caches) / 2**20:.1f} MiB ({cache_dtype})")
+        size_mib = sum(c.nbytes for c in caches) / 2**20
+        if progress:
+            accelerator.print(f"cached frozen features: {size_mib:.1f} MiB ({cache_dtype})")
     # The loader's own generator keeps its per-iterator seed draw off the global RNG, so a resumed run
     # draws dropout masks exactly as an unbroken one.
     sampling = dict(shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -135,7 +138,7 @@ def fit(
     trainable_names = apply_freezing(core, plan.trainable_groups(len(groups), start_epoch))
     lr_args = dict(learning_rate=learning_rate, head_learning_rate=head_learning_rate,
                    discriminative_decay=discriminative_decay, weight_decay=weight_decay)
-    optimizer = torch.optim.AdamW(parameter_groups(core, **lr_args))
+    optimizer = _adamw(parameter_groups(core, **lr_args))
     steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
     total_steps = steps_per_epoch * epochs
     scheduler = build_scheduler(optimizer, schedule, total_steps, int(warmup_ratio * total_steps))
@@ -149,6 +152,8 @@ def fit(
                           f"batch {state['batches_done']})")
     best_weights = None
     log = _Log(out, accelerator)
+    if size_mib is not None:
+        log.write({"type": "feature_cache", "mib": round(size_mib, 1), "dtype": cache_dtype})
     stopped_early = False
     started -= state["train_seconds"]  # a resumed run counts the time already spent
 
@@ -278,6 +283,14 @@ def _eval_loader(rows, batch_size, collate) -> DataLoader:
     lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
     order = np.argsort(lengths, kind="stable")[::-1]
     return DataLoader(_Rows([rows[i] for i in order]), batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
+def _adamw(groups: list[dict]) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where this build has it (about 3x faster steps on CPU), else foreach."""
+    try:
+        return torch.optim.AdamW(groups, fused=True)
+    except (RuntimeError, ValueError):  # e.g. parameters on a device or dtype without a fused kernel
+        return torch.optim.AdamW(groups, foreach=True)
 
 
 def _add_new_parameter_groups(optimizer, scheduler, wanted: list[dict]) -> None:

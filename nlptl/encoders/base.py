@@ -239,8 +239,12 @@ class TextEncoder(Encoder):
         """Pad rows to the longest one (right padding) and stack into tensors for ``forward``."""
 
     def num_special_tokens(self, pair: bool = False) -> int:
-        probe = TokenizedText([], [])
-        return len(self.build_inputs(probe, probe if pair else None))
+        """How many special tokens ``build_inputs`` adds (fixed per encoder, so computed once)."""
+        counts = self.__dict__.setdefault("_special_token_counts", {})
+        if pair not in counts:
+            probe = TokenizedText([], [])
+            counts[pair] = len(self.build_inputs(probe, probe if pair else None))
+        return counts[pair]
 
     def preprocess(self, inputs: Sequence[str], text_pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         texts = check_texts(inputs)
