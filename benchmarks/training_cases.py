@@ -62,7 +62,7 @@ def fit_nlptl(ctx: Context, model, size: CaseSize, strategy: str, top_k: int | N
         model, train, strategy=strategy, top_k=top_k, epochs=size.epochs, batch_size=BATCH_SIZE,
         learning_rate=LEARNING_RATES[strategy], weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
         max_grad_norm=MAX_GRAD_NORM, mixed_precision=ctx.mixed_precision, seed=ctx.seed, cpu=ctx.cpu,
-        progress=False), ctx.device)
+        progress=False, group_by_length=True), ctx.device)  # nlptl's recommended setting for fine-tuning
     return RunResult(run.seconds, size.n * size.epochs / run.seconds, run.rss_added_bytes, run.cuda_peak_bytes,
                      run.result.trainable_parameters)
 
