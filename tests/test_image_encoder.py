@@ -317,3 +317,12 @@ def test_timm_wiring_errors_and_wide_heads_with_a_fake_timm(fake_timm):
         TimmEncoder.from_source("resnet_typo")
     with pytest.raises(OSError, match="offline.*weights_file="):
         TimmEncoder.from_source("fake_net", pretrained=True)
+
+
+@pytest.mark.parametrize("bad", [None, "one.png"])
+def test_encode_rejects_a_missing_or_unwrapped_image_list(bad, tmp_path):
+    from tests.tiny.image import BUILDERS
+
+    encoder, _ = BUILDERS["module"](tmp_path)
+    with pytest.raises(TypeError, match="pass a list of images"):
+        encoder.encode(bad)

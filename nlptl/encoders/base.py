@@ -190,6 +190,8 @@ class Encoder(nn.Module, ABC):
         """
         if self.modality == "text":
             inputs = check_texts(inputs)
+        elif inputs is None or isinstance(inputs, (str, os.PathLike)):
+            raise TypeError(f"inputs is {inputs!r}: pass a list of images (PIL images, arrays or file paths)")
         elif not len(inputs):
             raise ValueError("inputs is empty: pass at least one image")
         if pooling not in POOLINGS:
