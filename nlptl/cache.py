@@ -3,12 +3,22 @@
 With ``feature_extraction`` the encoder never changes, yet a plain loop recomputes it for every
 batch of every epoch. ``FeatureCache`` runs the encoder once per row (eval mode, inference mode,
 length-sorted batches), keeps each row's features trimmed to its real length, and the training
-loop then feeds the head from the cache. The cache lives for one ``fit`` call, so it can never be
-stale: a new call (new weights, new preprocessing or new data) computes a new one.
+loop then feeds the head from the cache.
+
+Storage: in memory, or, when the features would pass ``max_memory_mb``, in memory-mapped files
+under ``directory`` (the run directory's ``feature_cache/``). A disk cache is named by a hash of
+the encoder's settings and weights, the storage dtype and every row's encoder input (token ids, or
+image pixels), so a later ``fit`` on the same encoder and data reuses it, and a changed weight, a
+changed preprocessing setting or changed data can never pick up a stale one.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,68 +28,162 @@ from .encoders.base import EncoderOutput, ModelInput
 CACHED_FEATURES = "cached_features"  # batch keys the cached path adds
 CACHED_MASK = "cached_mask"
 CACHED_POOLED = "cached_pooled"
+DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 class FeatureCache:
-    """Per-row encoder outputs, computed once; ``collate`` pads them back into batches."""
+    """Rows' features stored flat: ``features[starts[i] : starts[i] + lengths[i]]`` is row i, (L_i, D)."""
 
-    def __init__(self, features: list[torch.Tensor], masks: list[torch.Tensor], pooled: list[torch.Tensor] | None):
-        self.features, self.masks, self.pooled = features, masks, pooled
-
-    @classmethod
-    @torch.inference_mode()
-    def build(cls, model, rows: Sequence[dict[str, Any]], batch_size: int, device: torch.device,
-              dtype: torch.dtype = torch.float32, progress: bool = False) -> "FeatureCache":
-        encoder, head = model.encoder, model.head
-        was_training = encoder.training
-        encoder.eval()
-        lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
-        order = np.argsort(lengths, kind="stable")[::-1]  # longest first: little padding per batch
-        features: list[Any] = [None] * len(rows)
-        masks: list[Any] = [None] * len(rows)
-        pooled: list[Any] = [None] * len(rows)
-        starts = range(0, len(rows), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="caching frozen features", unit="batch", leave=False)
-        try:
-            for start in starts:
-                idx = order[start : start + batch_size]
-                batch = head.collate(encoder, [rows[i] for i in idx])
-                out: EncoderOutput = encoder({k: v.to(device) for k, v in batch.items()})
-                for j, i in enumerate(idx):
-                    real = out.mask[j].nonzero()
-                    end = int(real[-1]) + 1 if len(real) else 1  # keep up to the last real position
-                    features[i] = out.features[j, :end].to("cpu", dtype).clone()  # (L_i, D)
-                    masks[i] = out.mask[j, :end].cpu().clone()  # (L_i,)
-                    if out.pooled is not None:
-                        pooled[i] = out.pooled[j].to("cpu", dtype).clone()  # (D,)
-        finally:
-            encoder.train(was_training)
-        return cls(features, masks, pooled if pooled[0] is not None else None)
+    def __init__(self, features: np.ndarray, masks: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                 pooled: np.ndarray | None, location: Path | None = None, reused: bool = False) -> None:
+        self.features, self.masks, self.pooled = features, masks, pooled  # (T, D), (T,), (N, D) or None
+        self.starts, self.lengths = starts, lengths  # (N,), (N,)
+        self.location, self.reused = location, reused
 
     @property
     def nbytes(self) -> int:
-        total = sum(f.numel() * f.element_size() for f in self.features)
-        return total + (sum(p.numel() * p.element_size() for p in self.pooled) if self.pooled else 0)
+        return self.features.nbytes + (self.pooled.nbytes if self.pooled is not None else 0)
+
+    @classmethod
+    def build(cls, model, rows: Sequence[dict[str, Any]], batch_size: int, device: torch.device,
+              dtype: str = "float32", progress: bool = False, directory: str | os.PathLike | None = None,
+              max_memory_mb: float = 2048) -> "FeatureCache":
+        if dtype not in DTYPES:
+            raise ValueError(f"cache dtype {dtype!r} is not one of {sorted(DTYPES)}")
+        encoder = model.encoder
+        width = encoder.num_features
+        estimated_mb = sum(len(r["input"]) for r in rows if isinstance(r["input"], ModelInput)) * width \
+            * np.dtype(DTYPES[dtype]).itemsize / 2**20
+        if directory is None or estimated_mb <= max_memory_mb:
+            return cls._in_memory(_encode_rows(model, rows, batch_size, device, progress), len(rows), width, dtype)
+        path = Path(directory) / cache_key(encoder, rows, dtype)
+        if not (path / "index.json").is_file():
+            _write_to_disk(path, _encode_rows(model, rows, batch_size, device, progress), len(rows), width, dtype)
+            return cls.load(path, reused=False)
+        return cls.load(path, reused=True)
+
+    @classmethod
+    def _in_memory(cls, encoded: Iterator, n_rows: int, width: int, dtype: str) -> "FeatureCache":
+        chunks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = list(encoded)
+        lengths = np.zeros(n_rows, dtype=np.int64)
+        starts = np.zeros(n_rows, dtype=np.int64)
+        position = 0
+        for i, feats, _, _ in chunks:
+            starts[i], lengths[i] = position, len(feats)
+            position += len(feats)
+        features = np.concatenate([c[1] for c in chunks]).astype(DTYPES[dtype], copy=False).reshape(-1, width)
+        masks = np.concatenate([c[2] for c in chunks])
+        pooled = None
+        if chunks[0][3] is not None:
+            pooled = np.zeros((n_rows, width), dtype=DTYPES[dtype])
+            for i, _, _, p in chunks:
+                pooled[i] = p
+        return cls(features, masks, starts, lengths, pooled)
+
+    @classmethod
+    def load(cls, path: Path, reused: bool = True) -> "FeatureCache":
+        index = json.loads((path / "index.json").read_text())
+        dtype, total, width = DTYPES[index["dtype"]], index["total"], index["width"]
+        features = np.memmap(path / "features.bin", dtype=dtype, mode="r", shape=(total, width))
+        masks = np.memmap(path / "masks.bin", dtype=np.bool_, mode="r", shape=(total,))
+        pooled = np.load(path / "pooled.npy", mmap_mode="r", allow_pickle=False) if index["pooled"] else None
+        starts = np.load(path / "starts.npy", allow_pickle=False)
+        lengths = np.load(path / "lengths.npy", allow_pickle=False)
+        return cls(features, masks, starts, lengths, pooled, location=path, reused=reused)
 
     def collate(self, head, encoder, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """The head's batch (targets) plus the cached features, padded to the longest row."""
         batch = head.collate(encoder, rows)
         index = [r["row_index"] for r in rows]
-        length = max(self.features[i].shape[0] for i in index)
-        width = self.features[index[0]].shape[1]
-        features = torch.zeros((len(rows), length, width), dtype=torch.float32)  # (B, L, D)
+        length = int(max(self.lengths[i] for i in index))
+        features = torch.zeros((len(rows), length, self.features.shape[1]), dtype=torch.float32)  # (B, L, D)
         mask = torch.zeros((len(rows), length), dtype=torch.bool)  # (B, L)
         for b, i in enumerate(index):
-            n = self.features[i].shape[0]
-            features[b, :n] = self.features[i]
-            mask[b, :n] = self.masks[i]
+            start, n = self.starts[i], self.lengths[i]
+            features[b, :n] = torch.from_numpy(np.array(self.features[start : start + n], dtype=np.float32))
+            mask[b, :n] = torch.from_numpy(np.array(self.masks[start : start + n]))
         batch[CACHED_FEATURES], batch[CACHED_MASK] = features, mask
         if self.pooled is not None:
-            batch[CACHED_POOLED] = torch.stack([self.pooled[i] for i in index]).float()  # (B, D)
+            batch[CACHED_POOLED] = torch.from_numpy(np.array(self.pooled[index], dtype=np.float32))  # (B, D)
         return batch
+
+
+@torch.inference_mode()
+def _encode_rows(model, rows, batch_size, device, progress) -> Iterator[tuple[int, np.ndarray, np.ndarray, Any]]:
+    """Yield (row index, features (L_i, D), mask (L_i,), pooled (D,) or None), longest rows first."""
+    encoder, head = model.encoder, model.head
+    was_training = encoder.training
+    encoder.eval()
+    lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
+    order = np.argsort(lengths, kind="stable")[::-1]  # longest first: little padding per batch
+    starts = range(0, len(rows), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="caching frozen features", unit="batch", leave=False)
+    try:
+        for start in starts:
+            idx = order[start : start + batch_size]
+            batch = head.collate(encoder, [rows[i] for i in idx])
+            out: EncoderOutput = encoder({k: v.to(device) for k, v in batch.items()})
+            features, mask = out.features.float().cpu().numpy(), out.mask.cpu().numpy()
+            pooled = out.pooled.float().cpu().numpy() if out.pooled is not None else None
+            for j, i in enumerate(idx):
+                real = np.flatnonzero(mask[j])
+                end = int(real[-1]) + 1 if len(real) else 1  # keep up to the last real position
+                yield int(i), features[j, :end], mask[j, :end], (pooled[j] if pooled is not None else None)
+    finally:
+        encoder.train(was_training)
+
+
+def _write_to_disk(path: Path, encoded: Iterator, n_rows: int, width: int, dtype: str) -> None:
+    """Stream rows to files in a temporary directory, then rename it into place (never half-written)."""
+    staging = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    starts, lengths = np.zeros(n_rows, dtype=np.int64), np.zeros(n_rows, dtype=np.int64)
+    position, has_pooled = 0, False
+    try:
+        with open(staging / "features.bin", "wb") as f, open(staging / "masks.bin", "wb") as m:
+            pooled = np.lib.format.open_memmap(staging / "pooled.npy", mode="w+", dtype=DTYPES[dtype],
+                                               shape=(n_rows, width))
+            for i, feats, mask, pool in encoded:
+                f.write(feats.astype(DTYPES[dtype]).tobytes())
+                m.write(mask.astype(np.bool_).tobytes())
+                starts[i], lengths[i] = position, len(feats)
+                position += len(feats)
+                if pool is not None:
+                    pooled[i], has_pooled = pool, True
+            pooled.flush()
+        del pooled
+        if not has_pooled:
+            (staging / "pooled.npy").unlink()
+        np.save(staging / "starts.npy", starts)
+        np.save(staging / "lengths.npy", lengths)
+        index = {"rows": n_rows, "total": position, "width": width, "dtype": dtype, "pooled": has_pooled}
+        (staging / "index.json").write_text(json.dumps(index))  # written last: marks a complete cache
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def cache_key(encoder, rows: Sequence[dict[str, Any]], dtype: str) -> str:
+    """sha256 of the encoder's kind, settings and weights, the dtype, and every row's encoder input."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"kind": encoder.kind, "config": encoder.config(), "dtype": dtype},
+                             sort_keys=True, default=str).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for row in rows:
+        value = row["input"]
+        if isinstance(value, ModelInput):
+            digest.update(np.asarray(value.ids, dtype=np.int64).tobytes())
+            digest.update(np.asarray(value.type_ids, dtype=np.int64).tobytes())
+        else:  # an image
+            digest.update(np.asarray(value).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:24]
 
 
 def cached_output(batch: dict[str, torch.Tensor]) -> EncoderOutput | None:

@@ -67,6 +67,7 @@ def fit(
     progress: bool = True,
     cache_features: bool | None = None,
     cache_dtype: str = "float32",
+    cache_max_memory_mb: float = 2048,
     group_by_length: bool = False,
     **columns: str,
 ) -> FitResult:
@@ -113,9 +114,9 @@ def fit(
     eval_collate = collate
     size_mib = None
     if use_cache:
-        dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[cache_dtype]
-        caches = [FeatureCache.build(core, rows, eval_batch_size or batch_size, accelerator.device, dtype,
-                                     progress and accelerator.is_local_main_process)
+        cache_dir = out / "feature_cache" if out is not None else None
+        caches = [FeatureCache.build(core, rows, eval_batch_size or batch_size, accelerator.device, cache_dtype,
+                                     progress and accelerator.is_local_main_process, cache_dir, cache_max_memory_mb)
                   for rows in (train_rows, eval_rows) if rows]
         collate = lambda rows: caches[0].collate(head, encoder, rows)  # noqa: E731
         eval_collate = (lambda rows: caches[1].collate(head, encoder, rows)) if eval_rows else None  # noqa: E731
@@ -153,7 +154,10 @@ def fit(
     best_weights = None
     log = _Log(out, accelerator)
     if size_mib is not None:
-        log.write({"type": "feature_cache", "mib": round(size_mib, 1), "dtype": cache_dtype})
+        for name, cache in zip(("train", "eval"), caches):
+            log.write({"type": "feature_cache", "split": name, "mib": round(cache.nbytes / 2**20, 1),
+                       "dtype": cache_dtype, "on_disk": str(cache.location) if cache.location else None,
+                       "reused": cache.reused})
     stopped_early = False
     started -= state["train_seconds"]  # a resumed run counts the time already spent
 

@@ -41,3 +41,45 @@ def test_cache_is_refused_when_encoder_groups_train(tmp_path):
     model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
     with pytest.raises(ValueError, match="cache_features=True needs strategy='feature_extraction'"):
         nlptl.fit(model, separable_task(encoder, n=8), strategy="full", cache_features=True, progress=False)
+
+
+def fit_cached(model, train, evaluation, run_dir, **options):
+    options.setdefault("cache_max_memory_mb", 0)  # 0: always to disk
+    return nlptl.fit(model, train, evaluation, strategy="feature_extraction", epochs=2, batch_size=8,
+                     learning_rate=1e-2, progress=False, seed=3, output_dir=str(run_dir), **options)
+
+
+def cache_records(run_dir) -> list[dict]:
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if '"type": "feature_cache"' in line]
+
+
+def test_disk_cache_matches_memory_and_is_reused_only_while_nothing_changed(tmp_path):
+    torch.manual_seed(0)
+    encoder, _ = BUILDERS["bert"](tmp_path)
+    train, evaluation = separable_task(encoder, n=16), separable_task(encoder, n=8)
+
+    def fit(run_dir, **options):
+        torch.manual_seed(1)
+        model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
+        return fit_cached(model, train, evaluation, run_dir, **options)
+
+    in_memory = fit(tmp_path / "memory", cache_max_memory_mb=1e9)
+    assert [r["on_disk"] for r in cache_records(tmp_path / "memory")] == [None, None]
+    run = tmp_path / "run"
+    first = fit(run)
+    assert [r["reused"] for r in cache_records(run)] == [False, False]
+    assert all(r["on_disk"] for r in cache_records(run))
+    assert first.history == in_memory.history  # memory-mapped features train exactly like in-memory ones
+    assert fit(run).history == first.history
+    assert [r["reused"] for r in cache_records(run)] == [True, True]
+
+    with torch.no_grad():  # one changed weight: a new cache, never the stale one
+        encoder.model.embeddings.word_embeddings.weight[5, 0] += 1.0
+    fit(run)
+    assert [r["reused"] for r in cache_records(run)] == [False, False]
+
+    encoder.max_length = 12  # a changed preprocessing setting: a new cache too
+    fit(run)
+    assert [r["reused"] for r in cache_records(run)] == [False, False]
+    assert len(list((run / "feature_cache").iterdir())) == 6  # 3 versions x (train, eval)
