@@ -28,6 +28,8 @@ from .encoders.base import EncoderOutput, ModelInput
 CACHED_FEATURES = "cached_features"  # batch keys the cached path adds
 CACHED_MASK = "cached_mask"
 CACHED_POOLED = "cached_pooled"
+CACHED_BOUNDARY = "cached_boundary"  # hidden states at a top_k freeze line, (B, L, D)
+BOUNDARY_GROUPS = "cached_boundary_groups"  # (B,) how many bottom groups those states stand for
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
@@ -39,6 +41,7 @@ class FeatureCache:
         self.features, self.masks, self.pooled = features, masks, pooled  # (T, D), (T,), (N, D) or None
         self.starts, self.lengths = starts, lengths  # (N,), (N,)
         self.location, self.reused = location, reused
+        self.boundary: int | None = None  # set when the features are hidden states at a top_k freeze line
 
     @property
     def nbytes(self) -> int:
@@ -47,18 +50,26 @@ class FeatureCache:
     @classmethod
     def build(cls, model, rows: Sequence[dict[str, Any]], batch_size: int, device: torch.device,
               dtype: str = "float32", progress: bool = False, directory: str | os.PathLike | None = None,
-              max_memory_mb: float = 2048) -> "FeatureCache":
+              max_memory_mb: float = 2048, boundary: int | None = None) -> "FeatureCache":
+        """Encode every row once; ``boundary=n`` stores the hidden states above the bottom n groups instead."""
+        cache = cls._build(model, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary)
+        cache.boundary = boundary
+        return cache
+
+    @classmethod
+    def _build(cls, model, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary):
         if dtype not in DTYPES:
             raise ValueError(f"cache dtype {dtype!r} is not one of {sorted(DTYPES)}")
         encoder = model.encoder
         width = encoder.num_features
         estimated_mb = sum(len(r["input"]) for r in rows if isinstance(r["input"], ModelInput)) * width \
             * np.dtype(DTYPES[dtype]).itemsize / 2**20
+        encoded = _encode_rows(model, rows, batch_size, device, progress, boundary)
         if directory is None or estimated_mb <= max_memory_mb:
-            return cls._in_memory(_encode_rows(model, rows, batch_size, device, progress), len(rows), width, dtype)
-        path = Path(directory) / cache_key(encoder, rows, dtype)
+            return cls._in_memory(encoded, len(rows), width, dtype)
+        path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}")
         if not (path / "index.json").is_file():
-            _write_to_disk(path, _encode_rows(model, rows, batch_size, device, progress), len(rows), width, dtype)
+            _write_to_disk(path, encoded, len(rows), width, dtype)
             return cls.load(path, reused=False)
         return cls.load(path, reused=True)
 
@@ -102,6 +113,10 @@ class FeatureCache:
             start, n = self.starts[i], self.lengths[i]
             features[b, :n] = torch.from_numpy(np.array(self.features[start : start + n], dtype=np.float32))
             mask[b, :n] = torch.from_numpy(np.array(self.masks[start : start + n]))
+        if self.boundary is not None:  # the encoder still runs its top groups on these
+            batch[CACHED_BOUNDARY] = features
+            batch[BOUNDARY_GROUPS] = torch.full((len(rows),), self.boundary, dtype=torch.long)
+            return batch
         batch[CACHED_FEATURES], batch[CACHED_MASK] = features, mask
         if self.pooled is not None:
             batch[CACHED_POOLED] = torch.from_numpy(np.array(self.pooled[index], dtype=np.float32))  # (B, D)
@@ -109,8 +124,10 @@ class FeatureCache:
 
 
 @torch.inference_mode()
-def _encode_rows(model, rows, batch_size, device, progress) -> Iterator[tuple[int, np.ndarray, np.ndarray, Any]]:
+def _encode_rows(model, rows, batch_size, device, progress, boundary=None) -> Iterator[tuple]:
     """Yield (row index, features (L_i, D), mask (L_i,), pooled (D,) or None), longest rows first."""
+    from .encoders.boundary import boundary_states
+
     encoder, head = model.encoder, model.head
     was_training = encoder.training
     encoder.eval()
@@ -125,7 +142,8 @@ def _encode_rows(model, rows, batch_size, device, progress) -> Iterator[tuple[in
         for start in starts:
             idx = order[start : start + batch_size]
             batch = head.collate(encoder, [rows[i] for i in idx])
-            out: EncoderOutput = encoder({k: v.to(device) for k, v in batch.items()})
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out: EncoderOutput = encoder(batch) if boundary is None else boundary_states(encoder, batch, boundary)
             features, mask = out.features.float().cpu().numpy(), out.mask.cpu().numpy()
             pooled = out.pooled.float().cpu().numpy() if out.pooled is not None else None
             for j, i in enumerate(idx):
@@ -186,8 +204,13 @@ def cache_key(encoder, rows: Sequence[dict[str, Any]], dtype: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def cached_output(batch: dict[str, torch.Tensor]) -> EncoderOutput | None:
-    """The encoder output carried by a cached batch, or None for a normal batch."""
+def cached_output(encoder, batch: dict[str, torch.Tensor]) -> EncoderOutput | None:
+    """The encoder output for a cached batch (run from the freeze line for top_k), or None for a plain one."""
+    if CACHED_BOUNDARY in batch:
+        from .encoders.boundary import forward_from_boundary
+
+        n_frozen = int(batch[BOUNDARY_GROUPS][0])
+        return forward_from_boundary(encoder, batch, batch[CACHED_BOUNDARY], n_frozen)
     if CACHED_FEATURES not in batch:
         return None
     return EncoderOutput(batch[CACHED_FEATURES], batch[CACHED_MASK], batch.get(CACHED_POOLED))

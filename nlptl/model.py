@@ -52,7 +52,7 @@ class TransferModel(nn.Module):
         self.training_info: dict[str, Any] = {}  # strategy and settings of the last fit, saved with the model
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        output = cached_output(batch)  # a batch from the frozen-feature cache skips the encoder
+        output = cached_output(self.encoder, batch)  # a cached batch skips the frozen part of the encoder
         if output is None:
             encoder_frozen = not any(p.requires_grad for p in self.encoder.parameters())
             with torch.set_grad_enabled(torch.is_grad_enabled() and not encoder_frozen):

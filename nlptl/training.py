@@ -106,23 +106,21 @@ def fit(
     core = accelerator.unwrap_model(model)
 
     # Below a fixed freeze line nothing changes: compute it once (see nlptl/cache.py).
-    use_cache = plan.name == "feature_extraction" if cache_features is None else cache_features
-    if use_cache and plan.name != "feature_extraction":
-        raise ValueError(f"cache_features=True needs strategy='feature_extraction' (the encoder must stay frozen "
-                         f"for the whole run); strategy {plan.name!r} trains encoder groups")
+    cache_mode, boundary, cache_reason = _cache_plan(plan, core, len(groups), train_rows, cache_features,
+                                                     accelerator.device)
     collate = lambda rows: head.collate(encoder, rows)  # noqa: E731
     eval_collate = collate
-    size_mib = None
-    if use_cache:
+    caches: list[FeatureCache] = []
+    if cache_mode:
         cache_dir = out / "feature_cache" if out is not None else None
         caches = [FeatureCache.build(core, rows, eval_batch_size or batch_size, accelerator.device, cache_dtype,
-                                     progress and accelerator.is_local_main_process, cache_dir, cache_max_memory_mb)
+                                     progress and accelerator.is_local_main_process, cache_dir, cache_max_memory_mb,
+                                     boundary)
                   for rows in (train_rows, eval_rows) if rows]
         collate = lambda rows: caches[0].collate(head, encoder, rows)  # noqa: E731
         eval_collate = (lambda rows: caches[1].collate(head, encoder, rows)) if eval_rows else None  # noqa: E731
-        size_mib = sum(c.nbytes for c in caches) / 2**20
         if progress:
-            accelerator.print(f"cached frozen features: {size_mib:.1f} MiB ({cache_dtype})")
+            accelerator.print(f"cached {cache_mode}: {sum(c.nbytes for c in caches) / 2**20:.1f} MiB ({cache_dtype})")
     # The loader's own generator keeps its per-iterator seed draw off the global RNG, so a resumed run
     # draws dropout masks exactly as an unbroken one.
     sampling = dict(shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -153,11 +151,12 @@ def fit(
                           f"batch {state['batches_done']})")
     best_weights = None
     log = _Log(out, accelerator)
-    if size_mib is not None:
-        for name, cache in zip(("train", "eval"), caches):
-            log.write({"type": "feature_cache", "split": name, "mib": round(cache.nbytes / 2**20, 1),
-                       "dtype": cache_dtype, "on_disk": str(cache.location) if cache.location else None,
-                       "reused": cache.reused})
+    if not cache_mode:
+        log.write({"type": "feature_cache", "mode": None, "reason": cache_reason})
+    for name, cache in zip(("train", "eval"), caches):
+        log.write({"type": "feature_cache", "mode": cache_mode, "split": name, "mib": round(cache.nbytes / 2**20, 1),
+                   "dtype": cache_dtype, "on_disk": str(cache.location) if cache.location else None,
+                   "reused": cache.reused, "reason": cache_reason})
     stopped_early = False
     started -= state["train_seconds"]  # a resumed run counts the time already spent
 
@@ -287,6 +286,31 @@ def _eval_loader(rows, batch_size, collate) -> DataLoader:
     lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
     order = np.argsort(lengths, kind="stable")[::-1]
     return DataLoader(_Rows([rows[i] for i in order]), batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
+def _cache_plan(plan: Strategy, model, n_groups: int, rows: list, requested: bool | None, device):
+    """(mode, boundary groups, reason): cache whole encoder outputs, hidden states at the freeze line, or nothing."""
+    from .encoders.boundary import replay_matches, supports_boundary
+
+    n_frozen = n_groups - plan.trainable_groups(n_groups, epoch=0)
+    if requested is False:
+        return None, None, "turned off (cache_features=False)"
+    if plan.name == "feature_extraction":
+        return "frozen features", None, "the whole encoder is frozen"
+    if plan.name == "gradual_unfreezing":
+        reason = "gradual_unfreezing moves the freeze line every epoch"
+    elif n_frozen == 0:
+        reason = f"strategy {plan.name!r} trains every encoder group"
+    elif not supports_boundary(model.encoder, n_frozen):
+        reason = "this encoder cannot be run from its freeze line"
+    else:
+        sample = {k: v.to(device) for k, v in model.head.collate(model.encoder, rows[:4]).items()}
+        if replay_matches(model.encoder, sample, n_frozen):
+            return "freeze-line states", n_frozen, f"the bottom {n_frozen} groups are frozen for the whole run"
+        reason = "replaying this encoder from its freeze line did not match its plain forward pass"
+    if requested:
+        raise ValueError(f"cache_features=True cannot be honoured: {reason}")
+    return None, None, reason
 
 
 def _adamw(groups: list[dict]) -> torch.optim.Optimizer:

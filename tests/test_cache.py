@@ -36,11 +36,35 @@ def test_training_with_and_without_the_cache_gives_the_same_loss_curve(kind, tmp
     assert metrics_cached["accuracy"] == metrics_plain["accuracy"]
 
 
-def test_cache_is_refused_when_encoder_groups_train(tmp_path):
+def test_cache_is_refused_when_every_encoder_group_trains(tmp_path):
     encoder, _ = BUILDERS["glove"](tmp_path)
     model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
-    with pytest.raises(ValueError, match="cache_features=True needs strategy='feature_extraction'"):
+    with pytest.raises(ValueError, match="cache_features=True cannot be honoured: strategy 'full' trains every"):
         nlptl.fit(model, separable_task(encoder, n=8), strategy="full", cache_features=True, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert", "xlnet"])
+def test_top_k_trains_from_the_freeze_line_with_the_same_loss_curve(kind, tmp_path):
+    runs = {}
+    for cached in (None, False):  # None: automatic, on wherever the encoder supports it
+        torch.manual_seed(0)
+        (tmp_path / f"enc-{cached}").mkdir()
+        encoder, _ = BUILDERS[kind](tmp_path / f"enc-{cached}")
+        model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.2), labels=["negative", "positive"])
+        data = separable_task(encoder, n=24)
+        result = nlptl.fit(model, data, data, strategy="top_k", top_k=1, epochs=3, batch_size=8, learning_rate=1e-3,
+                           progress=False, cache_features=cached, seed=3, output_dir=str(tmp_path / f"run-{cached}"))
+        runs[cached] = (step_losses(tmp_path / f"run-{cached}"), result.metrics, model.encoder.state_dict())
+    log = (tmp_path / "run-None" / "log.jsonl").read_text()
+    if kind in ("bert", "roberta", "distilbert"):  # layers applied one after another: the cache is on
+        assert '"mode": "freeze-line states"' in log
+    else:  # otherwise the log says why it is off, and training is unchanged
+        assert '"mode": null' in log and "reason" in log
+    (auto, metrics_auto, weights_auto), (plain, metrics_plain, weights_plain) = runs[None], runs[False]
+    torch.testing.assert_close(torch.tensor(auto), torch.tensor(plain), rtol=1e-4, atol=1e-5)
+    assert metrics_auto["accuracy"] == metrics_plain["accuracy"]
+    for name in weights_plain:
+        torch.testing.assert_close(weights_auto[name], weights_plain[name], rtol=1e-4, atol=1e-5)
 
 
 def fit_cached(model, train, evaluation, run_dir, **options):
