@@ -154,14 +154,14 @@ def tiny_model(tmp_path):
 
 
 @pytest.mark.parametrize("data, options, message", [
-    ({"sentence": ["a"], "label": ["positive"]}, {}, r"missing column\(s\) \['text'\].*columns \['sentence', 'label'\]"),
-    ({"text": ["a"], "stars": ["positive"]}, {}, r"missing column\(s\) \['label'\]"),
+    ({"sentence": ["a"], "label": ["positive"]}, {}, r"missing column\(s\) 'text' \(set text_column=\).*columns \['sentence', 'label'\]"),
+    ({"text": ["a"], "stars": ["positive"]}, {}, r"missing column\(s\) 'label' \(set label_column=\)"),
     ({"text": ["a", "b"], "label": ["positive", "neutral"]}, {}, r"row 1: label 'neutral' is not one of"),
     ({"text": [], "label": []}, {}, "train_data is empty"),
     ({"text": ["the cat"], "label": ["positive"]}, {"strategy": "freeze_all"}, "unknown strategy 'freeze_all'.*top_k"),
     ({"text": ["the cat"], "label": ["positive"]}, {"strategy": "top_k", "top_k": 99}, "top_k=99 is larger than"),
     ({"review": ["a"], "label": ["positive"]}, {"text_column": "review", "label_column": "stars"},
-     r"missing column\(s\) \['stars'\]"),
+     r"missing column\(s\) 'stars'"),
 ])
 def test_bad_training_input_names_the_field(tiny_model, data, options, message):
     with pytest.raises(ValueError, match=message):

@@ -94,9 +94,10 @@ class ClassificationHead(Head):
         image_column: str = "image",
     ) -> list[dict[str, Any]]:
         dataset = as_dataset(dataset, "train_data" if train else "eval_data")
-        input_column = text_column if encoder.modality == "text" else image_column
-        columns = [input_column] + ([text_pair_column] if text_pair_column else [])
-        require_columns(dataset, columns + [label_column])
+        needed = {text_column: "text_column"} if encoder.modality == "text" else {image_column: "image_column"}
+        if text_pair_column:
+            needed[text_pair_column] = "text_pair_column"
+        require_columns(dataset, {**needed, label_column: "label_column"})
         label_ids = [self._label_id(v, i, label_column, dataset) for i, v in enumerate(dataset[label_column])]
         if encoder.modality == "text":
             inputs = self._text_inputs(encoder, dataset, text_column, text_pair_column)

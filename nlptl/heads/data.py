@@ -1,7 +1,7 @@
 """Small input checks shared by the heads: any table becomes a ``datasets.Dataset``."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 
 def as_dataset(data: Any, name: str):
@@ -26,10 +26,9 @@ def as_dataset(data: Any, name: str):
     return dataset
 
 
-def require_columns(dataset, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in dataset.column_names]
+def require_columns(dataset, columns: dict[str, str]) -> None:
+    """``columns`` maps each needed column to the option that names it, for the error message."""
+    missing = [f"{column!r} (set {option}=)" for column, option in columns.items()
+               if column not in dataset.column_names]
     if missing:
-        raise ValueError(
-            f"missing column(s) {missing}; the data has columns {dataset.column_names} "
-            "(name yours with text_column= / label_column= / ... or --text-column on the CLI)"
-        )
+        raise ValueError(f"missing column(s) {', '.join(missing)}; the data has columns {dataset.column_names}")

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ..encoders.base import Encoder, EncoderOutput, TextEncoder, TokenizedText, check_texts
 from .base import Head
-from .data import as_dataset
+from .data import as_dataset, require_columns
 from .qa_postprocess import best_answers, context_positions, null_position
 
 MASKED = -1e4  # masked-out logit: far below any real one, yet finite so no sum or softmax turns NaN
@@ -109,10 +109,7 @@ class ExtractiveQAHead(Head):
         needed = {question_column: "question_column", context_column: "context_column"}
         if train:
             needed[answers_column] = "answers_column"
-        missing = [f"{column!r} (set {option}=)" for column, option in needed.items()
-                   if column not in dataset.column_names]
-        if missing:
-            raise ValueError(f"missing column(s) {', '.join(missing)}; the data has columns {dataset.column_names}")
+        require_columns(dataset, needed)
         questions = check_texts(dataset[question_column], f"column {question_column!r}")
         contexts = check_texts(dataset[context_column], f"column {context_column!r}")
         ids = [str(i) for i in (dataset[id_column] if id_column in dataset.column_names else range(len(contexts)))]
