@@ -48,8 +48,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return path if (path / STATE_NAME).is_file() else None
 
 
-def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
-    """Restore Accelerate's state from the latest checkpoint and return the trainer state."""
+def read_trainer_state(output_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The latest complete checkpoint and its trainer state; a clear error when there is none."""
     path = latest_checkpoint(output_dir)
     if path is None:
         raise FileNotFoundError(
@@ -57,8 +57,14 @@ def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
             "train once with save_every_steps=N (CLI: --save-every-steps N) to write one, or start fresh "
             "with resume=False (CLI: without --resume)"
         )
+    return path, json.loads((path / STATE_NAME).read_text())
+
+
+def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
+    """Restore Accelerate's state from the latest checkpoint and return the trainer state."""
+    path, state = read_trainer_state(output_dir)
     accelerator.load_state(str(path))
-    return json.loads((path / STATE_NAME).read_text())
+    return state
 
 
 def write_text_atomically(path: Path, text: str) -> None:

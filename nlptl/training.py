@@ -338,12 +338,9 @@ def _add_new_parameter_groups(optimizer, scheduler, wanted: list[dict]) -> None:
 
 
 def _resume_epoch(out: Path) -> int:
-    from .checkpoint import STATE_NAME, latest_checkpoint
+    from .checkpoint import read_trainer_state
 
-    path = latest_checkpoint(out)
-    if path is None:
-        load_checkpoint(None, out)  # raises the clear "no checkpoint" error
-    return json.loads((path / STATE_NAME).read_text())["epoch"]
+    return read_trainer_state(out)[1]["epoch"]
 
 
 class _LengthGroupedSampler:
