@@ -80,6 +80,38 @@ def test_a_vocabulary_word_with_punctuation_stays_whole():
     assert tokens.ids == [0, 1, 2, 4, 3]
 
 
+TRICKY_TEXTS = [
+    "The cat sat on the mat.", "Dogs chase cats, and the bird sings!", "", "   ", "(the) cat's",
+    "a catlike fox in the gardens", "the the  cat\tthe\ncat", "ΟΔΟΣ İstanbul the", "the\x1ccat", "U.S. e-mail",
+]
+
+
+@pytest.mark.parametrize("source", ["glove", "fasttext", "cased"])
+def test_preprocess_gives_the_ids_tokenize_and_collate_give(source, tmp_path):
+    """encode's fast path skips offsets and ModelInput; its batch must equal the general path's."""
+    if source == "glove":
+        encoder = nlptl.load_encoder(tiny.write_glove(tmp_path))
+    elif source == "fasttext":
+        encoder = nlptl.load_encoder(tiny.write_fasttext(tmp_path))
+    else:
+        encoder = StaticEncoder(["The", "the", "cat", ",", "U.S.", "."], np.eye(6, dtype=np.float32), lowercase=False)
+    rows = [encoder.build_inputs(t) for t in encoder.tokenize(TRICKY_TEXTS)]
+    expected = encoder.collate(rows)
+    got = encoder.preprocess(TRICKY_TEXTS)
+    assert torch.equal(got["input_ids"], expected["input_ids"])
+    assert torch.equal(got["attention_mask"], expected["attention_mask"])
+    for text, tokens in zip(TRICKY_TEXTS, encoder.tokenize(TRICKY_TEXTS)):
+        assert all(not text[s:e].isspace() and text[s:e] for s, e in tokens.offsets)
+
+
+def test_long_texts_are_truncated_on_both_paths(glove):
+    glove.max_length = 4
+    text = "the cat sat on the mat"
+    with pytest.warns(UserWarning, match="truncated"):
+        batch = glove.preprocess([text])
+    assert batch["input_ids"].tolist() == [glove.tokenize([text])[0].ids[:4]]
+
+
 def test_lowercase_defaults_to_the_vocabulary_casing(glove):
     assert glove.lowercase  # gensim trained on lowercase text
     cased = StaticEncoder(["Paris", "paris", "The"], np.eye(3, dtype=np.float32))

@@ -112,6 +112,8 @@ class Encoder(nn.Module, ABC):
 
     kind: ClassVar[str] = ""
     modality: ClassVar[str] = "text"  # "text" or "image"
+    #: ``encode``'s batch size when none is given: cheap encoders (word vectors) take bigger batches
+    encode_batch_size: ClassVar[int] = 64
 
     @property
     @abstractmethod
@@ -179,14 +181,15 @@ class Encoder(nn.Module, ABC):
     def encode(
         self,
         inputs: Sequence[Any],
-        batch_size: int = 64,
+        batch_size: int | None = None,
         pooling: str = "mean",
         show_progress: bool = False,
     ) -> np.ndarray:
         """Pooled features for feature extraction: numpy (N, D) in input order.
 
         Inputs are encoded in order of length (longest first) so each batch pads little; the
-        result is put back into the caller's order.
+        result is put back into the caller's order. ``batch_size`` defaults to the encoder's
+        ``encode_batch_size``.
         """
         if self.modality == "text":
             inputs = check_texts(inputs)
@@ -196,6 +199,9 @@ class Encoder(nn.Module, ABC):
             raise ValueError("inputs is empty: pass at least one image")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        batch_size = batch_size or self.encode_batch_size
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}; pass a positive int")
         was_training = self.training
         self.eval()
         order = self._encode_order(inputs)

@@ -1,9 +1,11 @@
 """Static word vectors (word2vec, GloVe, fastText, any gensim KeyedVectors) behind the text encoder contract.
 
-Tokens are words. A text is split on whitespace, and a piece that is not itself a vocabulary word
-("u.s.", "e-mail" and "3.5" are GloVe words) is split again at punctuation, both with the
-``tokenizers`` pre-tokenizers. Offsets always index the original text; lower-casing only changes
-the lookup key. Nothing is added around a text: static vectors have no special tokens.
+Tokens are words. A text is split on whitespace (what ``str.split()`` counts as whitespace), and a
+piece that is not itself a vocabulary word ("u.s.", "e-mail" and "3.5" are GloVe words) is split
+again at punctuation with the ``tokenizers`` Punctuation pre-tokenizer. Offsets always index the
+original text; lower-casing only changes the lookup key. Nothing is added around a text: static
+vectors have no special tokens. ``encode`` and ``preprocess`` take a shortcut to the same ids:
+when every piece of a text is a word, they look the pieces up without building offsets.
 
 Ids: ``0..V-1`` are vocabulary rows (``embeddings``), ``V`` is the unknown/padding id and
 ``V+1..`` index ``oov_vectors``. Unknown words stay real positions (mask True); ``unknown`` says
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -70,6 +73,7 @@ class StaticEncoder(TextEncoder):
     """A frozen (by default) table of word vectors; features are the vectors of the words, unpooled."""
 
     kind = "static"
+    encode_batch_size = 1024  # a batch is a table lookup: (1024, L, D) floats, a few MB
 
     def __init__(
         self,
@@ -171,25 +175,56 @@ class StaticEncoder(TextEncoder):
         return len(self.words)
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
-        from tokenizers.pre_tokenizers import Punctuation, WhitespaceSplit
-
         texts = check_texts(texts)
-        split_words, split_punct = WhitespaceSplit(), Punctuation()
         index, lowercase, out = self._index, self.lowercase, []
         for text in texts:
-            ids, offsets = [], []
-            for piece, span in split_words.pre_tokenize_str(text):
+            ids, offsets, end = [], [], 0
+            for piece in text.split():  # Python's whitespace; find() recovers the offsets in C
+                start = text.find(piece, end)
+                end = start + len(piece)
                 whole = index.get(piece.lower() if lowercase else piece)
                 if whole is not None:  # the common case, kept fast
                     ids.append(whole)
-                    offsets.append(span)
-                    continue
-                for part, (s, e) in split_punct.pre_tokenize_str(piece):
-                    ids.append(self._token_id(part))
-                    offsets.append((span[0] + s, span[0] + e))
+                    offsets.append((start, end))
+                else:
+                    self._split_unknown(piece, start, ids, offsets)
             out.append(TokenizedText(ids, offsets))
         self._flush_oov()
         return out
+
+    def preprocess(self, inputs: Sequence[str], text_pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """``encode``'s path: the ids ``tokenize`` gives, without building offsets, then ``collate``'s padding."""
+        if text_pairs is not None:
+            return super().preprocess(inputs, text_pairs)
+        texts = check_texts(inputs)
+        index, rows = self._index, []
+        for text in texts:
+            # lower() maps no character to or from whitespace, so this splits exactly as tokenize does
+            ids = list(map(index.get, (text.lower() if self.lowercase else text).split()))
+            if None in ids:  # a piece to split at punctuation, or an unknown word: tokenize's slow path
+                ids = self._resolve_unknown(text.split(), ids)
+            if len(ids) > self.max_length:
+                ids = self.truncate(TokenizedText(ids, []), None).ids  # warns as tokenize's path does
+            rows.append(ids)
+        self._flush_oov()
+        return self._pad(rows)
+
+    def _resolve_unknown(self, pieces: list[str], ids: list[int | None]) -> list[int]:
+        out: list[int] = []
+        for piece, found in zip(pieces, ids):
+            if found is None:
+                self._split_unknown(piece, 0, out, [])
+            else:
+                out.append(found)
+        return out
+
+    def _split_unknown(self, piece: str, start: int, ids: list[int], offsets: list[tuple[int, int]]) -> None:
+        """A piece that is not a word ("bears," or "(yes"): split at punctuation and look up each part."""
+        from tokenizers.pre_tokenizers import Punctuation
+
+        for part, (s, e) in Punctuation().pre_tokenize_str(piece):
+            ids.append(self._token_id(part))
+            offsets.append((start + s, start + e))
 
     def _key(self, word: str) -> str:
         return word.lower() if self.lowercase else word
@@ -231,16 +266,19 @@ class StaticEncoder(TextEncoder):
     def collate(self, rows: Sequence[ModelInput]) -> dict[str, torch.Tensor]:
         if not rows:
             raise ValueError("rows is empty: pass at least one ModelInput")
-        longest = max(1, max(len(r) for r in rows))  # at least one column: an all-empty batch still pools
+        return self._pad([row.ids for row in rows])
+
+    def _pad(self, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Right-pad id lists with the unknown id into (B, L) ids and mask, L at least 1."""
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # (B,)
+        longest = max(1, int(lengths.max()))  # at least one column: an all-empty batch still pools
         if longest > self.max_length:
             raise ValueError(f"a row has {longest} tokens but max_length is {self.max_length}; "
                              "cut the texts with encoder.truncate(first, second) before build_inputs")
-        ids = torch.full((len(rows), longest), self.unk_id, dtype=torch.long)  # (B, L)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (B, L)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row.ids, dtype=torch.long)
-            mask[i, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        mask = np.arange(longest) < lengths[:, None]  # (B, L)
+        ids = np.full(mask.shape, self.unk_id, dtype=np.int64)  # (B, L)
+        ids[mask] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask).long()}
 
     # ----- model ---------------------------------------------------------------------------------
 
