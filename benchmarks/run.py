@@ -5,7 +5,8 @@
     python benchmarks/run.py --suite smoke --cases 1,4
 
 Prints one JSON object per case on stdout (one line each; everything else goes to stderr) and
-writes them all to ``--output`` (default ``benchmarks/results-<suite>.json``). See
+writes them all to ``--output`` (default ``benchmarks/results-<suite>.json``, or
+``results-<suite>-<cases>.json`` when only some cases run, so a partial run never overwrites a whole one). See
 benchmarks/README.md for the cases, the fairness rules and the field names.
 """
 from __future__ import annotations
@@ -59,13 +60,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                         help="folder holding sst2/train.tsv and sst2/validation.tsv (default: ../shared/data)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="JSON file for all results (default: benchmarks/results-<suite>.json)")
+                        help="JSON file for all results (default: benchmarks/results-<suite>.json, "
+                             "or results-<suite>-<cases>.json for a subset of cases)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="bf16" if cuda else "no",
                         help="passed to both sides (nlptl fit and Trainer bf16); default bf16 on a GPU, else no")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads, the same for both sides (default: torch's own choice)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+def default_output(suite: str, cases: list[str]) -> Path:
+    subset = "" if sorted(cases) == sorted(CASES) else "-" + "-".join(cases)
+    return Path(__file__).resolve().parent / f"results-{suite}{subset}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     silence_libraries()
     suite = SUITES[args.suite]
-    output = args.output or Path(__file__).resolve().parent / f"results-{suite.name}.json"
+    output = args.output or default_output(suite.name, args.cases)
     ctx = Context(suite, load_data(args.data_dir, suite.n_eval), args.data_dir, device, args.mixed_precision,
                   args.threads, args.seed)
     sizes = {case: vars(size) for case, size in suite.sizes.items()}
