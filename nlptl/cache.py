@@ -3,7 +3,10 @@
 With ``feature_extraction`` the encoder never changes, yet a plain loop recomputes it for every
 batch of every epoch. ``FeatureCache`` runs the encoder once per row (eval mode, inference mode,
 length-sorted batches), keeps each row's features trimmed to its real length, and the training
-loop then feeds the head from the cache.
+loop then feeds the head from the cache. When the head reads the features only through a
+parameter-free pooling (``Head.cache_pooling``: a classification head's mean, max or first
+pooling), the cache keeps that one pooled vector per row instead: 384 floats per MiniLM sentence
+rather than 384 per token.
 
 Storage: in memory, or, when the features would pass ``max_memory_mb``, in memory-mapped files
 under ``directory`` (the run directory's ``feature_cache/``). A disk cache is named by a hash of
@@ -23,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from .encoders.base import EncoderOutput, ModelInput
+from .encoders.base import EncoderOutput, ModelInput, pool
 
 CACHED_FEATURES = "cached_features"  # batch keys the cached path adds
 CACHED_MASK = "cached_mask"
@@ -62,12 +65,13 @@ class FeatureCache:
             raise ValueError(f"cache dtype {dtype!r} is not one of {sorted(DTYPES)}")
         encoder = model.encoder
         width = encoder.num_features
-        estimated_mb = sum(len(r["input"]) for r in rows if isinstance(r["input"], ModelInput)) * width \
-            * np.dtype(DTYPES[dtype]).itemsize / 2**20
-        encoded = _encode_rows(model, rows, batch_size, device, progress, boundary)
+        pooling = model.head.cache_pooling() if boundary is None else None  # one vector per row, not L
+        positions = len(rows) if pooling else sum(len(r["input"]) for r in rows if isinstance(r["input"], ModelInput))
+        estimated_mb = positions * width * np.dtype(DTYPES[dtype]).itemsize / 2**20
+        encoded = _encode_rows(model, rows, batch_size, device, progress, boundary, pooling)
         if directory is None or estimated_mb <= max_memory_mb:
             return cls._in_memory(encoded, len(rows), width, dtype)
-        path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}")
+        path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}-pooling{pooling}")
         if not (path / "index.json").is_file():
             _write_to_disk(path, encoded, len(rows), width, dtype)
             return cls.load(path, reused=False)
@@ -124,8 +128,11 @@ class FeatureCache:
 
 
 @torch.inference_mode()
-def _encode_rows(model, rows, batch_size, device, progress, boundary=None) -> Iterator[tuple]:
-    """Yield (row index, features (L_i, D), mask (L_i,), pooled (D,) or None), longest rows first."""
+def _encode_rows(model, rows, batch_size, device, progress, boundary=None, pooling=None) -> Iterator[tuple]:
+    """Yield (row index, features (L_i, D), mask (L_i,), pooled (D,) or None), longest rows first.
+
+    With ``pooling`` each row's features are that pooling of them, one position: (1, D).
+    """
     from .encoders.boundary import boundary_states
 
     encoder, head = model.encoder, model.head
@@ -144,6 +151,8 @@ def _encode_rows(model, rows, batch_size, device, progress, boundary=None) -> It
             batch = head.collate(encoder, [rows[i] for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
             out: EncoderOutput = encoder(batch) if boundary is None else boundary_states(encoder, batch, boundary)
+            if pooling is not None:
+                out = _pooled_output(out, pooling)
             features, mask = out.features.float().cpu().numpy(), out.mask.cpu().numpy()
             pooled = out.pooled.float().cpu().numpy() if out.pooled is not None else None
             for j, i in enumerate(idx):
@@ -152,6 +161,13 @@ def _encode_rows(model, rows, batch_size, device, progress, boundary=None) -> It
                 yield int(i), features[j, :end], mask[j, :end], (pooled[j] if pooled is not None else None)
     finally:
         encoder.train(was_training)
+
+
+def _pooled_output(out: EncoderOutput, pooling: str) -> EncoderOutput:
+    """A one-position output whose mean, max, first and pooled poolings all give ``pool(out, pooling)``."""
+    pooled = pool(out, pooling)  # (B, D)
+    mask = torch.ones(pooled.shape[0], 1, dtype=torch.bool, device=pooled.device)  # (B, 1)
+    return EncoderOutput(pooled.unsqueeze(1), mask, out.pooled)
 
 
 def _write_to_disk(path: Path, encoded: Iterator, n_rows: int, width: int, dtype: str) -> None:

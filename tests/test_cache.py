@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import nlptl
+from nlptl.cache import FeatureCache, cached_output
+from nlptl.encoders.base import pool
 from nlptl.heads import ClassificationHead
 from tests.test_training import BUILDERS, separable_task
 
@@ -16,14 +18,16 @@ def step_losses(run_dir) -> list[float]:
     return [json.loads(line)["loss"] for line in lines if '"type": "step"' in line]
 
 
-@pytest.mark.parametrize("kind", ["bert", "glove", "image-resnet"])
-def test_training_with_and_without_the_cache_gives_the_same_loss_curve(kind, tmp_path):
+@pytest.mark.parametrize("kind, pooling", [("bert", "mean"), ("glove", "mean"), ("image-resnet", "mean"),
+                                           ("bert", "max"), ("bert", "first"), ("bert", "pooled"),
+                                           ("bert", "attention"), ("glove", "attention")])
+def test_training_with_and_without_the_cache_gives_the_same_loss_curve(kind, pooling, tmp_path):
     runs = {}
     for cached in (True, False):
         torch.manual_seed(0)
         (tmp_path / f"enc-{cached}").mkdir()
         encoder, _ = BUILDERS[kind](tmp_path / f"enc-{cached}")
-        model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.2, hidden_size=8),
+        model = nlptl.TransferModel(encoder, ClassificationHead(2, pooling=pooling, dropout=0.2, hidden_size=8),
                                     labels=["negative", "positive"])
         data = separable_task(encoder, n=24)
         result = nlptl.fit(model, data, data, strategy="feature_extraction", epochs=3, batch_size=8,
@@ -34,6 +38,22 @@ def test_training_with_and_without_the_cache_gives_the_same_loss_curve(kind, tmp
     assert len(with_cache) == len(without) == 9
     torch.testing.assert_close(torch.tensor(with_cache), torch.tensor(without), rtol=1e-4, atol=1e-5)
     assert metrics_cached["accuracy"] == metrics_plain["accuracy"]
+
+
+@pytest.mark.parametrize("pooling, per_row", [("mean", True), ("max", True), ("first", True), ("attention", False)])
+def test_a_parameter_free_pooling_is_cached_as_one_vector_per_row(pooling, per_row, tmp_path):
+    encoder, _ = BUILDERS["bert"](tmp_path)
+    model = nlptl.TransferModel(encoder, ClassificationHead(2, pooling=pooling), labels=["negative", "positive"])
+    rows = model.head.prepare(encoder, separable_task(encoder, n=12), train=True)
+    cache = FeatureCache.build(model, rows, batch_size=5, device=torch.device("cpu"))
+    tokens = sum(len(r["input"]) for r in rows)
+    assert cache.features.shape == ((12 if per_row else tokens), encoder.num_features)
+    batch = cache.collate(model.head, encoder, rows[:4])
+    encoder.eval()  # the cache is built in eval mode: compare without dropout
+    with torch.no_grad():
+        plain = pool(encoder(model.head.collate(encoder, rows[:4])), "mean" if pooling == "attention" else pooling)
+        from_cache = pool(cached_output(encoder, batch), "mean" if pooling == "attention" else pooling)
+    torch.testing.assert_close(from_cache, plain, rtol=1e-5, atol=1e-6)
 
 
 def test_cache_is_refused_when_every_encoder_group_trains(tmp_path):
@@ -107,3 +127,8 @@ def test_disk_cache_matches_memory_and_is_reused_only_while_nothing_changed(tmp_
     fit(run)
     assert [r["reused"] for r in cache_records(run)] == [False, False]
     assert len(list((run / "feature_cache").iterdir())) == 6  # 3 versions x (train, eval)
+
+    torch.manual_seed(1)  # a head that pools differently stores other vectors: a new cache as well
+    fit_cached(nlptl.TransferModel(encoder, ClassificationHead(2, pooling="max"), labels=["negative", "positive"]),
+               train, evaluation, run)
+    assert [r["reused"] for r in cache_records(run)] == [False, False]

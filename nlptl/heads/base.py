@@ -52,6 +52,15 @@ class Head(nn.Module, ABC):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments; ``type(self)(**config)`` rebuilds the head."""
 
+    def cache_pooling(self) -> str | None:
+        """The parameter-free pooling this head starts with (a name ``encoders.base.pool`` knows), or None.
+
+        When a head reads its encoder output only through such a pooling, a feature cache stores
+        one pooled vector per row instead of every position's features: the head then sees a
+        one-position output whose pooling is that same vector. None (the default) keeps all positions.
+        """
+        return None
+
     # ----- task data ---------------------------------------------------------------------------
 
     @abstractmethod

@@ -61,6 +61,9 @@ class ClassificationHead(Head):
         return {"num_labels": self.num_labels, "pooling": self.pooling, "multi_label": self.multi_label,
                 "dropout": self.dropout_p, "hidden_size": self.hidden_size}
 
+    def cache_pooling(self) -> str | None:
+        return None if self.pooling == "attention" else self.pooling  # attention pooling has weights
+
     def forward(self, output: EncoderOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.pooling == "attention":
             scores = self.attention(output.features).squeeze(-1)  # (B, L)
