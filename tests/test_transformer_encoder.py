@@ -5,6 +5,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -169,6 +170,29 @@ def test_overlong_pair_is_truncated_with_a_warning_keeping_both_texts(tiny, name
         a, b = encoder.truncate(*encoder.tokenize([long_a, long_b]))
     row = encoder.build_inputs(a, b)
     assert len(row) == encoder.max_length and 0 in row.sequence_ids and 1 in row.sequence_ids
+
+
+def test_encode_batches_by_token_count_and_returns_input_order(tiny, monkeypatch):
+    """Few characters can be many tokens ("!!!!" vs "film"): encode sorts by tokens, so batches pad little."""
+    encoder, _ = tiny("bert")
+    texts = ["film", "!!!!!!!!", "a tiny film about nothing at all", "good", "!!!!", "the movie"]
+    lengths = [len(t.ids) for t in encoder.tokenize(texts)]
+    batches = []
+    collate = encoder.collate
+    monkeypatch.setattr(encoder, "collate", lambda rows: batches.append([len(r) for r in rows]) or collate(rows))
+    encoded = encoder.encode(texts, batch_size=2)
+    flat = [n for batch in batches for n in batch]
+    assert flat == sorted(flat, reverse=True) and len(flat) == len(texts)
+    assert sorted(flat) == sorted(n + 2 for n in lengths)  # [CLS] and [SEP] around each text
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(encoded, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_encode_truncates_long_texts_with_a_warning(tiny):
+    encoder, _ = tiny("bert")
+    with pytest.warns(UserWarning, match="truncated"):
+        encoded = encoder.encode([" ".join(["good movie"] * 60), "fine"])
+    assert encoded.shape == (2, encoder.num_features)
 
 
 def test_max_length_follows_the_model_and_can_be_lowered(tiny):

@@ -19,7 +19,7 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence, Sized
 
 import numpy as np
 import torch
@@ -187,9 +187,9 @@ class Encoder(nn.Module, ABC):
     ) -> np.ndarray:
         """Pooled features for feature extraction: numpy (N, D) in input order.
 
-        Inputs are encoded in order of length (longest first) so each batch pads little; the
-        result is put back into the caller's order. ``batch_size`` defaults to the encoder's
-        ``encode_batch_size``.
+        Texts are tokenized once, up front, and encoded in order of token count (longest first)
+        so each batch pads little; the result is put back into the caller's order. ``batch_size``
+        defaults to the encoder's ``encode_batch_size``.
         """
         if self.modality == "text":
             inputs = check_texts(inputs)
@@ -204,7 +204,7 @@ class Encoder(nn.Module, ABC):
             raise ValueError(f"batch_size={batch_size!r}; pass a positive int")
         was_training = self.training
         self.eval()
-        order = self._encode_order(inputs)
+        order, make_batch = self._encode_plan(inputs)
         out = np.zeros((len(inputs), self.num_features), dtype=np.float32)
         starts = range(0, len(order), batch_size)
         if show_progress:
@@ -214,17 +214,15 @@ class Encoder(nn.Module, ABC):
         try:
             for start in starts:
                 idx = order[start : start + batch_size]
-                batch = self.preprocess([inputs[i] for i in idx])
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch = {k: v.to(self.device) for k, v in make_batch(idx).items()}
                 out[idx] = pool(self(batch), pooling).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out
 
-    def _encode_order(self, inputs: Sequence[Any]) -> np.ndarray:
-        if self.modality != "text":
-            return np.arange(len(inputs))
-        return np.argsort([-len(t) for t in inputs], kind="stable")
+    def _encode_plan(self, inputs: Sequence[Any]) -> tuple[np.ndarray, Callable[[np.ndarray], dict]]:
+        """(the order to encode inputs in, a function from a slice of that order to a batch)."""
+        return np.arange(len(inputs)), lambda idx: self.preprocess([inputs[i] for i in idx])
 
 
 class TextEncoder(Encoder):
@@ -254,6 +252,10 @@ class TextEncoder(Encoder):
             counts[pair] = len(self.build_inputs(probe, probe if pair else None))
         return counts[pair]
 
+    def _encode_plan(self, inputs: Sequence[str]) -> tuple[np.ndarray, Callable[[np.ndarray], dict]]:
+        rows = [self.build_inputs(self.truncate(t, None)) for t in self.tokenize(inputs)]
+        return longest_first(rows), lambda idx: self.collate([rows[i] for i in idx])
+
     def preprocess(self, inputs: Sequence[str], text_pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         texts = check_texts(inputs)
         firsts = self.tokenize(texts)
@@ -282,6 +284,11 @@ class TextEncoder(Encoder):
             else:
                 keep_b -= 1
         return _cut(first, keep_a), _cut(second, keep_b)
+
+
+def longest_first(rows: Sequence[Sized]) -> np.ndarray:
+    """Indices of rows by decreasing length; equal lengths keep their order."""
+    return np.argsort([-len(r) for r in rows], kind="stable")
 
 
 def _cut(text: TokenizedText, n: int) -> TokenizedText:

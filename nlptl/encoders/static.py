@@ -39,13 +39,13 @@ import os
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
+from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, longest_first, check_texts
 from .vector_files import read_fasttext, read_text_vectors, read_word2vec
 
 UNKNOWN_POLICIES = ("zero", "learned", "subword")
@@ -193,10 +193,16 @@ class StaticEncoder(TextEncoder):
         return out
 
     def preprocess(self, inputs: Sequence[str], text_pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """``encode``'s path: the ids ``tokenize`` gives, without building offsets, then ``collate``'s padding."""
         if text_pairs is not None:
             return super().preprocess(inputs, text_pairs)
-        texts = check_texts(inputs)
+        return self._pad(self._ids(check_texts(inputs)))
+
+    def _encode_plan(self, inputs: Sequence[str]) -> tuple[np.ndarray, Callable[[np.ndarray], dict]]:
+        rows = self._ids(inputs)
+        return longest_first(rows), lambda idx: self._pad([rows[i] for i in idx])
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        """The ids ``tokenize`` gives (truncated to ``max_length``), without building offsets."""
         index, rows = self._index, []
         for text in texts:
             # lower() maps no character to or from whitespace, so this splits exactly as tokenize does
@@ -207,7 +213,7 @@ class StaticEncoder(TextEncoder):
                 ids = self.truncate(TokenizedText(ids, []), None).ids  # warns as tokenize's path does
             rows.append(ids)
         self._flush_oov()
-        return self._pad(rows)
+        return rows
 
     def _resolve_unknown(self, pieces: list[str], ids: list[int | None]) -> list[int]:
         out: list[int] = []
