@@ -16,15 +16,9 @@ what vector they get:
 * ``"subword"``: fastText only (default there): the mean of the word's character n-gram vectors,
   computed exactly as fastText and gensim do (gensim's ``ft_ngram_hashes``).
 
-Why an OOV table rather than n-gram lookups inside ``forward``: the n-gram bucket table (2M rows
-for real fastText) stays a CPU numpy array, never moves to the GPU, and is read only when
-``tokenize`` meets a new word. That word's vector is computed once, appended to the
-``oov_vectors`` buffer and given a fixed id, so ``forward`` is a plain lookup and the same text
-always gives the same ids and vectors. ``save_pretrained`` writes the OOV table (with the weights)
-and the n-gram table (``subword_ngrams.safetensors``), so a reloaded encoder gives the same vector
-to old and new words. OOV vectors stay frozen even with ``trainable=True``. Tokenize in the main
-process (nlptl heads do): a DataLoader worker's additions to the table would be lost; with several
-processes, each must tokenize the same texts in the same order so their OOV ids agree.
+Unknown words' fastText vectors are computed once, when tokenizing first meets them, and kept
+in the ``oov_vectors`` buffer under fixed ids (``subwords.py`` says why). OOV vectors stay frozen
+even with ``trainable=True``.
 
 The files themselves are read by ``vector_files`` (numpy text parsing, gensim for binary formats).
 
@@ -36,7 +30,6 @@ vocabulary looks lowercased), ``unknown``, ``trainable`` (default False: the tab
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,27 +39,10 @@ import torch
 from torch import nn
 
 from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, longest_first, check_texts
+from .subwords import SubwordTable, UnknownWords
 from .vector_files import read_fasttext, read_text_vectors, read_word2vec
 
 UNKNOWN_POLICIES = ("zero", "learned", "subword")
-SUBWORD_FILE = "subword_ngrams.safetensors"
-
-
-@dataclass
-class SubwordTable:
-    """fastText's character n-gram bucket table: an unknown word's vector is the mean of its n-gram rows."""
-
-    vectors: np.ndarray  # (bucket, D) float32
-    min_n: int
-    max_n: int
-
-    def vector(self, word: str) -> np.ndarray:
-        from gensim.models.fasttext import ft_ngram_hashes
-
-        hashes = ft_ngram_hashes(word, self.min_n, self.max_n, self.vectors.shape[0])
-        if not hashes:  # no n-grams at all: fastText returns the origin too
-            return np.zeros(self.vectors.shape[1], dtype=np.float32)
-        return self.vectors[hashes].mean(0, dtype=np.float32)  # (D,)
 
 
 class StaticEncoder(TextEncoder):
@@ -103,14 +79,11 @@ class StaticEncoder(TextEncoder):
         self.unknown = unknown
         self.trainable = bool(trainable)
         self.max_length = max_length
-        self.subwords = subwords
         self.embeddings = nn.Embedding.from_pretrained(vectors, freeze=not self.trainable)
         self.unknown_vector = nn.Embedding.from_pretrained(torch.zeros(1, dim), freeze=False) if unknown == "learned" else None
-        self.oov_words = list(oov_words)
-        self._oov_index = {w: i for i, w in enumerate(self.oov_words)}
+        self.unknown_words = UnknownWords(subwords, oov_words)
         oov = torch.zeros(0, dim) if oov_vectors is None else torch.as_tensor(oov_vectors, dtype=torch.float32)
-        self.register_buffer("oov_vectors", oov.reshape(len(self.oov_words), dim))  # (K, D)
-        self._pending: list[np.ndarray] = []
+        self.register_buffer("oov_vectors", oov.reshape(len(oov_words), dim))  # (K, D)
 
     # ----- builders (the registry calls these as builder(source, **options)) ---------------------
 
@@ -240,24 +213,24 @@ class StaticEncoder(TextEncoder):
         index = self._index.get(key)
         if index is not None:
             return index
-        if self.unknown != "subword":
-            return self.unk_id
-        if key not in self._oov_index:
-            if self.subwords is None:  # n-grams dropped by trim_vocabulary(keep_subwords=False)
-                return self.unk_id
-            self._oov_index[key] = len(self.oov_words)
-            self.oov_words.append(key)
-            self._pending.append(self.subwords.vector(key))
-        return self.unk_id + 1 + self._oov_index[key]
+        row = self.unknown_words.row(key) if self.unknown == "subword" else None
+        return self.unk_id if row is None else self.unk_id + 1 + row
 
     def _flush_oov(self) -> None:
-        if not self._pending:
+        new = self.unknown_words.take_new_vectors()  # (k, D) or None
+        if new is None:
             return
         # encode() tokenizes under inference_mode; the buffer must stay a normal tensor for training.
         with torch.inference_mode(False), torch.no_grad():
-            new = torch.from_numpy(np.stack(self._pending)).to(self.oov_vectors)  # (k, D)
-            self.oov_vectors = torch.cat([self.oov_vectors, new])  # (K + k, D)
-        self._pending = []
+            self.oov_vectors = torch.cat([self.oov_vectors, torch.from_numpy(new).to(self.oov_vectors)])  # (K + k, D)
+
+    @property
+    def subwords(self) -> SubwordTable | None:
+        return self.unknown_words.subwords
+
+    @property
+    def oov_words(self) -> list[str]:
+        return self.unknown_words.words
 
     def build_inputs(self, first: TokenizedText, second: TokenizedText | None = None) -> ModelInput:
         second = second or TokenizedText([], [])
@@ -337,7 +310,7 @@ class StaticEncoder(TextEncoder):
         self.words = [self.words[i] for i in used]
         self._index = _first_index(self.words)
         if not keep_subwords:
-            self.subwords = None
+            self.unknown_words.subwords = None
         return {**before, "rows_after": self.vocab_size, "bytes_after": self.memory_bytes()}
 
     def memory_bytes(self) -> int:
@@ -359,16 +332,13 @@ class StaticEncoder(TextEncoder):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Weights and OOV table in encoder.safetensors, fastText n-grams beside them, settings in JSON."""
-        from safetensors.numpy import save_file
-
         self._flush_oov()
         super().save_pretrained(directory)
         if self.subwords is not None:
-            save_file({"ngram_vectors": np.ascontiguousarray(self.subwords.vectors)}, str(Path(directory) / SUBWORD_FILE))
+            self.subwords.save(Path(directory))
 
     @classmethod
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "StaticEncoder":
-        from safetensors.numpy import load_file as load_numpy
         from safetensors.torch import load_file
 
         config = dict(config)
@@ -379,10 +349,7 @@ class StaticEncoder(TextEncoder):
         if tuple(vectors.shape) != (len(words), dim):
             raise ValueError(f"{directory}: {len(words)} words of width {dim} in the config but weights of shape "
                              f"{tuple(vectors.shape)}; the directory mixes two saves")
-        subwords = None
-        if sub is not None:
-            ngrams = load_numpy(str(directory / SUBWORD_FILE))["ngram_vectors"]
-            subwords = SubwordTable(ngrams, sub["min_n"], sub["max_n"])
+        subwords = None if sub is None else SubwordTable.load(directory, sub["min_n"], sub["max_n"])
         encoder = cls(words, vectors, subwords=subwords, oov_vectors=state["oov_vectors"], **config)
         encoder.load_state_dict(state)
         if vocab_from is not None:
