@@ -2,7 +2,8 @@
 
 ``output_dir/checkpoints/checkpoint-<step>/`` holds Accelerate's state (model, optimizer,
 scheduler, RNG states of every process) plus ``trainer_state.json`` (epoch, position in the
-epoch, history, early-stopping state). A checkpoint is written to a temporary directory and
+epoch, history, early-stopping state) and, once early stopping has a best epoch,
+``best_weights.safetensors`` (the weights it will restore at the end). A checkpoint is written to a temporary directory and
 renamed into place; the ``latest`` pointer is replaced atomically afterwards, so a kill at any
 moment leaves the previous complete checkpoint as "latest".
 """
@@ -17,10 +18,12 @@ from typing import Any
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 STATE_NAME = "trainer_state.json"
+BEST_WEIGHTS = "best_weights.safetensors"
 
 
-def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
-    """Save full training state at ``step``; every process must call this."""
+def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict[str, Any], keep: int = 2,
+                    best_weights: dict[str, Any] | None = None) -> Path:
+    """Save full training state at ``step`` (and early stopping's best weights); every process must call this."""
     root = Path(output_dir) / CHECKPOINT_DIR
     final = root / f"checkpoint-{step}"
     staging = root / f".tmp-checkpoint-{step}"
@@ -32,6 +35,11 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict[str, A
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (staging / STATE_NAME).write_text(json.dumps(state, indent=1))
+        if best_weights is not None:
+            from safetensors.torch import save_file
+
+            # clone: tied weights share storage, which safetensors refuses; load_state_dict re-ties them
+            save_file({k: v.clone().contiguous() for k, v in best_weights.items()}, str(staging / BEST_WEIGHTS))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         write_text_atomically(root / LATEST, final.name)
@@ -60,11 +68,16 @@ def read_trainer_state(output_dir: Path) -> tuple[Path, dict[str, Any]]:
     return path, json.loads((path / STATE_NAME).read_text())
 
 
-def load_checkpoint(accelerator, output_dir: Path) -> dict[str, Any]:
-    """Restore Accelerate's state from the latest checkpoint and return the trainer state."""
+def load_checkpoint(accelerator, output_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Restore Accelerate's state from the latest checkpoint; return the trainer state and any best weights."""
     path, state = read_trainer_state(output_dir)
     accelerator.load_state(str(path))
-    return state
+    best_weights = None
+    if (path / BEST_WEIGHTS).is_file():
+        from safetensors.torch import load_file
+
+        best_weights = load_file(str(path / BEST_WEIGHTS))
+    return state, best_weights
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -145,11 +145,11 @@ def fit(
 
     state = {"epoch": 0, "batches_done": 0, "global_step": 0, "history": [], "best": None, "best_epoch": None,
              "bad_epochs": 0, "train_seconds": 0.0}
+    best_weights = None
     if resume:
-        state = load_checkpoint(accelerator, out)
+        state, best_weights = load_checkpoint(accelerator, out)
         accelerator.print(f"resumed from step {state['global_step']} (epoch {state['epoch']}, "
                           f"batch {state['batches_done']})")
-    best_weights = None
     log = _Log(out, accelerator)
     if not cache_mode:
         log.write({"type": "feature_cache", "mode": None, "reason": cache_reason})
@@ -193,7 +193,8 @@ def fit(
                 if save_every_steps and state["global_step"] % save_every_steps == 0:
                     state.update(epoch=epoch, batches_done=batch_index + 1, epoch_losses=losses,
                                  train_seconds=time.perf_counter() - started)
-                    save_checkpoint(accelerator, out, state["global_step"], state, keep=save_total_limit)
+                    save_checkpoint(accelerator, out, state["global_step"], state, keep=save_total_limit,
+                                    best_weights=best_weights)
                     state.pop("epoch_losses")
         bar.close()
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
