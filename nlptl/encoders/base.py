@@ -199,7 +199,7 @@ class Encoder(nn.Module, ABC):
             raise ValueError("inputs is empty: pass at least one image")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-        batch_size = batch_size or self.encode_batch_size
+        batch_size = self.encode_batch_size if batch_size is None else batch_size
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}; pass a positive int")
         was_training = self.training
