@@ -49,7 +49,7 @@ PRESETS = {
                                                epochs=6)),
             ("minilm_top_k_2", dict(strategy="top_k", top_k=2, learning_rate=1e-4, head_learning_rate=1e-3,
                                     epochs=1)),
-            ("minilm_full", dict(strategy="full", learning_rate=5e-5, head_learning_rate=1e-3, epochs=1)),
+            ("minilm_full", dict(strategy="full", learning_rate=5e-5, head_learning_rate=1e-3, epochs=2)),
             ("minilm_from_scratch", dict(baseline="from_scratch", strategy="full", learning_rate=1e-4, epochs=1,
                                          train_size=20000)),
         ],
@@ -62,7 +62,7 @@ PRESETS = {
             ("tfidf_lr", dict(baseline="tfidf_lr")),
             ("minilm_feature_extraction", dict(strategy="feature_extraction", hidden_size=256, learning_rate=1e-3,
                                                epochs=6)),
-            ("minilm_full", dict(strategy="full", learning_rate=5e-5, head_learning_rate=1e-3, epochs=1)),
+            ("minilm_full", dict(strategy="full", learning_rate=5e-5, head_learning_rate=1e-3, epochs=2)),
         ],
     ),
     # SQuAD v1.1 dev subset (12 articles): 70% of the articles train, the other 30% evaluate.
