@@ -6,8 +6,8 @@
 
 Prints one JSON object per case on stdout (one line each; everything else goes to stderr) and
 writes them all to ``--output`` (default ``benchmarks/results-<suite>.json``, or
-``results-<suite>-<cases>.json`` when only some cases run, so a partial run never overwrites a whole one). See
-benchmarks/README.md for the cases, the fairness rules and the field names.
+``results-<suite>-<cases>.json`` when only some cases run, so a partial run never overwrites a
+whole one). See benchmarks/README.md for the cases, the fairness rules and the field names.
 """
 from __future__ import annotations
 

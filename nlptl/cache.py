@@ -181,13 +181,13 @@ def _write_to_disk(path: Path, encoded: Iterator, n_rows: int, width: int, dtype
         with open(staging / "features.bin", "wb") as f, open(staging / "masks.bin", "wb") as m:
             pooled = np.lib.format.open_memmap(staging / "pooled.npy", mode="w+", dtype=DTYPES[dtype],
                                                shape=(n_rows, width))
-            for i, feats, mask, pool in encoded:
+            for i, feats, mask, row_pooled in encoded:
                 f.write(feats.astype(DTYPES[dtype]).tobytes())
                 m.write(mask.astype(np.bool_).tobytes())
                 starts[i], lengths[i] = position, len(feats)
                 position += len(feats)
-                if pool is not None:
-                    pooled[i], has_pooled = pool, True
+                if row_pooled is not None:
+                    pooled[i], has_pooled = row_pooled, True
             pooled.flush()
         del pooled
         if not has_pooled:

@@ -3,9 +3,9 @@
 ``output_dir/checkpoints/checkpoint-<step>/`` holds Accelerate's state (model, optimizer,
 scheduler, RNG states of every process) plus ``trainer_state.json`` (epoch, position in the
 epoch, history, early-stopping state) and, once early stopping has a best epoch,
-``best_weights.safetensors`` (the weights it will restore at the end). A checkpoint is written to a temporary directory and
-renamed into place; the ``latest`` pointer is replaced atomically afterwards, so a kill at any
-moment leaves the previous complete checkpoint as "latest".
+``best_weights.safetensors`` (the weights it will restore at the end). A checkpoint is written
+to a temporary directory and renamed into place; the ``latest`` pointer is replaced atomically
+afterwards, so a kill at any moment leaves the previous complete checkpoint as "latest".
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from tokenizers.pre_tokenizers import Punctuation
 from torch import nn
 
 from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, longest_first, check_texts
@@ -43,6 +44,7 @@ from .subwords import SubwordTable, UnknownWords
 from .vector_files import read_fasttext, read_text_vectors, read_word2vec
 
 UNKNOWN_POLICIES = ("zero", "learned", "subword")
+_PUNCTUATION = Punctuation()  # built once: _split_unknown runs for every piece that is not a word
 
 
 class StaticEncoder(TextEncoder):
@@ -199,9 +201,7 @@ class StaticEncoder(TextEncoder):
 
     def _split_unknown(self, piece: str, start: int, ids: list[int], offsets: list[tuple[int, int]]) -> None:
         """A piece that is not a word ("bears," or "(yes"): split at punctuation and look up each part."""
-        from tokenizers.pre_tokenizers import Punctuation
-
-        for part, (s, e) in Punctuation().pre_tokenize_str(piece):
+        for part, (s, e) in _PUNCTUATION.pre_tokenize_str(piece):
             ids.append(self._token_id(part))
             offsets.append((start + s, start + e))
 
