@@ -137,6 +137,13 @@ def bert_forward_flops(config, lengths: Sequence[int]) -> int:
     return layers * sum(per_token * l + 4 * l * l * d for l in lengths)
 
 
+def padded_slots(lengths: Sequence[int], order: np.ndarray, batch_size: int) -> int:
+    """Token positions a forward pass computes when batches follow ``order``, each padded to its longest row."""
+    ordered = np.asarray(lengths)[order]
+    return int(sum(ordered[i : i + batch_size].max() * len(ordered[i : i + batch_size])
+                   for i in range(0, len(ordered), batch_size)))
+
+
 def matmul_peak(device: str, size: int | None = None, repeats: int = 5) -> float:
     """Best FLOP/s of one float32 square matmul: this machine's dense-compute ceiling."""
     size = size or (8192 if device == "cuda" else 2048)
@@ -171,11 +178,14 @@ def case_flops(ctx: Context) -> dict:
     specials = encoder.num_special_tokens()
     lengths = [min(len(t.ids) + specials, encoder.max_length) for t in encoder.tokenize(texts)]
     flops = bert_forward_flops(encoder.model.config, lengths)
+    by_tokens = padded_slots(lengths, np.argsort([-n for n in lengths], kind="stable"), ENCODE_BATCH_SIZE)
+    by_chars = padded_slots(lengths, np.argsort([-len(t) for t in texts], kind="stable"), ENCODE_BATCH_SIZE)
     achieved, peak = flops / seconds, matmul_peak(ctx.device)
     record = base_record(ctx, "flops", "model FLOP/s of nlptl encode vs float32 matmul peak", "torch.matmul float32",
                          batch_size=ENCODE_BATCH_SIZE)
     record.update(n=len(texts), real_tokens=sum(lengths), encode_seconds=round(seconds, 3), model_flops=flops,
                   achieved_flops=achieved, peak_flops=peak, fraction=round(achieved / peak, 4),
+                  padded_slots_by_token_count=by_tokens, padded_slots_by_characters=by_chars,
                   formula="layers * sum_i(2*(4*d^2 + 2*d*f)*l_i + 4*l_i^2*d), l_i = real tokens of sentence i")
     record.update(ratio=record["fraction"], target=None, target_direction=None, met=None)  # no target set
     return record
