@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .artifacts import write_text_atomically  # re-exported: runs.py and others import it from here
+
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 STATE_NAME = "trainer_state.json"
@@ -78,13 +80,6 @@ def load_checkpoint(accelerator, output_dir: Path) -> tuple[dict[str, Any], dict
 
         best_weights = load_file(str(path / BEST_WEIGHTS))
     return state, best_weights
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file, then rename: readers see the old file or the new one, never half."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -167,7 +167,8 @@ def test_explicit_layer_groups_survive_save_and_load(tmp_path):
     top = {id(p) for m in encoder.layer_groups()[1][1] for p in m.parameters()}
     assert {id(p) for p in net.block2.parameters()} <= top
     encoder.eval().save_pretrained(tmp_path)
-    reloaded = nlptl.load_encoder(tmp_path).eval()  # TinyConvNet is importable, so no module= is needed
+    # TinyConvNet is importable, so no module= is needed, only the opt-in to import what the file names
+    reloaded = nlptl.load_encoder(tmp_path, trust_remote_code=True).eval()
     assert reloaded.group_names() == ["bottom", "top"]
     expected = features(encoder, sample_images()).features
     torch.testing.assert_close(features(reloaded, sample_images()).features, expected)

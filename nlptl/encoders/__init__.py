@@ -6,7 +6,6 @@ light) and says what it takes. Nothing registers itself by import side effect.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,26 @@ class EncoderKind:
     takes: str
 
     def build(self, source: Any, **options: Any) -> Encoder:
-        module_name, attr_path = self.builder.split(":")
+        return import_object(self.builder, f"builder of kind {self.name!r}")(source, **options)
+
+
+def import_object(path: Any, what: str) -> Any:
+    """Resolve "package.module:Qualified.name" to the object, naming ``what`` asked for it when it cannot.
+
+    The one place nlptl turns a string into code. The registry tables here pass strings written in
+    this package; a string read from a file reaches it only after the caller opted in with
+    ``trust_remote_code=True`` (see ``ModuleImageEncoder``).
+    """
+    if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
+        raise ValueError(f"{what}: {path!r} is not an import path of the form 'package.module:Name'")
+    module_name, qualname = path.split(":")
+    try:
         target: Any = importlib.import_module(module_name)
-        for attr in attr_path.split("."):
+        for attr in qualname.split("."):
             target = getattr(target, attr)
-        return target(source, **options)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{what}: cannot import {path!r} ({exc}); is the package installed and the name right?") from exc
+    return target
 
 
 ENCODERS: dict[str, EncoderKind] = {
@@ -73,29 +87,52 @@ def list_encoders() -> dict[str, str]:
     return {name: kind.takes for name, kind in ENCODERS.items()}
 
 
-def load_encoder(source: Any, kind: str | None = None, **options: Any) -> Encoder:
+def load_encoder(source: Any, kind: str | None = None, *, trust_remote_code: bool = False, **options: Any) -> Encoder:
     """Load a pretrained encoder of any kind behind the one ``Encoder`` interface.
 
     ``source`` is a path, a hub id, or an in-memory object (gensim vectors, ``nn.Module``). With
     ``kind=None`` the kind is inferred where it can be; a directory written by
-    ``Encoder.save_pretrained`` is always recognised and restored.
+    ``Encoder.save_pretrained`` is always recognised and restored. Loading never imports or calls
+    code that a file names (a saved module encoder's class, a hub model's custom code) unless
+    ``trust_remote_code=True``: pass it only for directories and models you trust.
     """
     if kind is not None and kind not in ENCODERS:
         raise ValueError(f"unknown encoder kind {kind!r}; known kinds: {', '.join(ENCODERS)}")
-    if isinstance(source, (str, os.PathLike)) and (Path(source) / ENCODER_CONFIG_NAME).is_file():
-        return _load_saved(Path(source), **options)
+    if not isinstance(trust_remote_code, bool):
+        raise TypeError(f"trust_remote_code must be True or False, got {trust_remote_code!r}")
+    if isinstance(source, (str, os.PathLike)):
+        from ..artifacts import recover_directory
+
+        if not Path(source).exists():
+            recover_directory(source)  # a save killed mid-replacement may have left it aside
+        if (Path(source) / ENCODER_CONFIG_NAME).is_file():
+            return _load_saved(Path(source), trust_remote_code, **options)
     if kind is None:
         kind = infer_kind(source)
+    if trust_remote_code and kind in ("transformer", "image"):  # hub models with custom code
+        options["trust_remote_code"] = True
     return ENCODERS[kind].build(source, **options)
 
 
-def _load_saved(directory: Path, **options: Any) -> Encoder:
-    payload = json.loads((directory / ENCODER_CONFIG_NAME).read_text())
-    saved_kind = payload.get("kind")
+TRUSTING_KINDS = ("transformer", "image", "module")  # saved kinds whose files can name code to run
+
+
+def _load_saved(directory: Path, trust_remote_code: bool, **options: Any) -> Encoder:
+    from ..artifacts import verify_sizes
+    from .weights import read_json_file
+
+    config_file = directory / ENCODER_CONFIG_NAME
+    payload = read_json_file(config_file, ENCODER_CONFIG_NAME)
+    saved_kind = payload.get("kind") if isinstance(payload, dict) else None
     if saved_kind not in SAVED_CLASSES:
-        raise ValueError(f"{directory / ENCODER_CONFIG_NAME}: unknown saved kind {saved_kind!r}")
-    module_name, class_name = SAVED_CLASSES[saved_kind].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+        raise ValueError(f"{str(config_file)!r}: unknown saved kind {saved_kind!r} (known: {', '.join(SAVED_CLASSES)}); "
+                         "the file is damaged or from another program: save the encoder again")
+    if not isinstance(payload.get("config"), dict):
+        raise ValueError(f"{str(config_file)!r}: 'config' must be a JSON object of settings; save the encoder again")
+    verify_sizes(directory)
+    cls = import_object(SAVED_CLASSES[saved_kind], f"saved kind {saved_kind!r}")
+    if trust_remote_code and saved_kind in TRUSTING_KINDS:
+        options["trust_remote_code"] = True
     return cls._from_saved(directory, {**payload["config"], **options})
 
 
@@ -111,7 +148,12 @@ def infer_kind(source: Any) -> str:
                 f"cannot infer the encoder kind of directory {str(path)!r}: it has no config.json "
                 f"({ENCODER_CONFIG_NAME} neither); pass kind= one of {', '.join(ENCODERS)}"
             )
-        return "image" if _is_vision_config(json.loads(config_file.read_text())) else "transformer"
+        from .weights import read_json_file
+
+        config = read_json_file(config_file, "config.json")
+        if not isinstance(config, dict):
+            raise ValueError(f"{str(config_file)!r} is not a JSON object of model settings; restore it")
+        return "image" if _is_vision_config(config) else "transformer"
     if path.is_file():
         return _infer_file_kind(path)
     if str(source).endswith((".txt", ".bin", ".vec", ".gz", ".w2v", ".kv")):
@@ -142,6 +184,10 @@ def _infer_file_kind(path: Path) -> str:
         head = f.read(4096)
     if len(head) >= 4 and int.from_bytes(head[:4], "little") == FASTTEXT_MAGIC:
         return "fasttext"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{str(path)!r} is UTF-16 text; vector files must be UTF-8: convert it, e.g. "
+                         "iconv -f UTF-16 -t UTF-8 IN > OUT")
+    head = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
     first_line = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").split()
     if len(first_line) == 2 and all(part.isdigit() for part in first_line):
         return "word2vec"  # header 'count dim'; the body may be text or binary

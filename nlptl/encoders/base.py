@@ -159,11 +159,19 @@ class Encoder(nn.Module, ABC):
         return [name for name, _ in self.layer_groups()]
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config JSON plus safetensors weights; ``nlptl.load_encoder(directory)`` restores it."""
+        """Write config JSON plus safetensors weights; ``nlptl.load_encoder(directory)`` restores it.
+
+        The directory is replaced atomically and only when it is empty or holds an earlier save
+        (see ``nlptl.artifacts.save_directory``): the user's other files are never deleted.
+        """
+        from ..artifacts import save_directory
+
+        save_directory(directory, self._write_artifact, ENCODER_CONFIG_NAME)
+
+    def _write_artifact(self, directory: Path) -> None:
+        """Fill a fresh, empty ``directory`` with this encoder's files; subclasses with other formats override it."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(directory / "encoder.safetensors"))
         self._write_config(directory)
@@ -173,9 +181,15 @@ class Encoder(nn.Module, ABC):
         (directory / ENCODER_CONFIG_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True))
 
     def _load_weights(self, directory: Path) -> None:
-        from safetensors.torch import load_file
+        from .weights import load_safetensors
 
-        self.load_state_dict(load_file(str(directory / "encoder.safetensors")))
+        path = Path(directory) / "encoder.safetensors"
+        state = load_safetensors(path)
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as exc:  # missing/unexpected keys or shapes: the file belongs to another encoder
+            raise ValueError(f"{str(path)!r} does not fit the encoder its {ENCODER_CONFIG_NAME} describes ({exc}); "
+                             "the directory mixes two saves: save the encoder again") from None
 
     @torch.inference_mode()
     def encode(

@@ -27,6 +27,7 @@ from .base import Encoder, EncoderOutput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_BACKENDS = ("pil", "torchvision")  # transformers image-processor backends
 _EXPECTED = "a PIL image, a numpy uint8 array (H, W, 3) or (H, W), or an image file path"
 _HOW_TO_CONVERT = "convert it first, e.g. image.convert('RGB') (which drops an alpha channel)"
 
@@ -248,11 +249,15 @@ class HFImageEncoder(ImageEncoder):
 
     @classmethod
     def from_source(cls, source: str | os.PathLike, backend: str = "pil", local_files_only: bool = False,
-                    **model_kwargs: Any) -> "HFImageEncoder":
+                    trust_remote_code: bool = False, **model_kwargs: Any) -> "HFImageEncoder":
         """Load model and processor from a hub id or local directory; ``backend='pil'`` needs no torchvision."""
         from transformers import AutoImageProcessor, AutoModel
 
         from .transformer import _hub_offline  # one rule for "is the hub reachable", answered in seconds
+        from .weights import load_hf_model
+
+        if backend not in IMAGE_BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {IMAGE_BACKENDS}; 'pil' needs no torchvision")
 
         path = Path(source).expanduser()
         source = str(path) if path.is_dir() else str(source)
@@ -261,10 +266,10 @@ class HFImageEncoder(ImageEncoder):
                 raise FileNotFoundError(f"image model directory {source!r} does not exist")
             local_files_only = local_files_only or _hub_offline()
         try:
-            processor = AutoImageProcessor.from_pretrained(source, backend=backend, local_files_only=local_files_only)
-            model, info = AutoModel.from_pretrained(
-                source, local_files_only=local_files_only, output_loading_info=True, **model_kwargs
-            )
+            processor = AutoImageProcessor.from_pretrained(source, backend=backend, local_files_only=local_files_only,
+                                                           trust_remote_code=trust_remote_code)
+            model, info = load_hf_model(AutoModel, source, local_files_only=local_files_only,
+                                        trust_remote_code=trust_remote_code, **model_kwargs)
         except OSError as exc:
             if path.is_dir():
                 raise OSError(f"cannot load an image model from directory {source!r}: it needs config.json, the "
@@ -292,17 +297,16 @@ class HFImageEncoder(ImageEncoder):
     def config(self) -> dict[str, Any]:
         return {"source": self.source, "backend": self.backend, "num_features": self.num_features}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def _write_artifact(self, directory: Path) -> None:
         """Save in Hugging Face format (model + image processor) plus the nlptl config."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
         self.processor.save_pretrained(directory)
         self._write_config(directory)
 
     @classmethod
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "HFImageEncoder":
-        encoder = cls.from_source(directory, backend=config.get("backend", "pil"), local_files_only=True)
+        encoder = cls.from_source(directory, backend=config.get("backend", "pil"), local_files_only=True,
+                                  trust_remote_code=config.get("trust_remote_code", False))
         encoder.source = config.get("source", str(directory))
         return encoder
 

@@ -1,7 +1,6 @@
 """Wrap any ``torch.nn.Module`` that maps images to feature maps or tokens as an nlptl encoder."""
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -20,8 +19,10 @@ class ModuleImageEncoder(ImageEncoder):
     Saving writes the weights and config; an arbitrary module's class cannot be rebuilt without
     pickle, so reloading needs the module again: ``nlptl.load_encoder(dir, module=MyNet())``. When
     the class is importable (defined at module level outside ``__main__``), its import path and the
-    ``module_kwargs`` given at wrap time are recorded, and ``nlptl.load_encoder(dir)`` rebuilds it
-    as ``MyNet(**module_kwargs)`` on its own.
+    ``module_kwargs`` given at wrap time are recorded, and
+    ``nlptl.load_encoder(dir, trust_remote_code=True)`` rebuilds it as ``MyNet(**module_kwargs)``.
+    The opt-in is needed because that imports and calls whatever the directory's JSON names: a
+    directory from someone else could name ``os:system``.
     """
 
     kind = "module"
@@ -107,6 +108,7 @@ class ModuleImageEncoder(ImageEncoder):
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "ModuleImageEncoder":
         config = dict(config)
         module = config.pop("module", None)
+        trusted = config.pop("trust_remote_code", False)
         class_path, kwargs = config.pop("module_class", None), config.get("module_kwargs")
         module_type = config.pop("module_type", "module")
         if module is None:
@@ -116,20 +118,32 @@ class ModuleImageEncoder(ImageEncoder):
                     f"(defined in __main__ or inside a function); rebuild it and pass it: "
                     f"nlptl.load_encoder({str(directory)!r}, module={module_type}(...))"
                 )
-            module = _build(class_path, kwargs or {}, directory)
+            module = _build(class_path, kwargs, directory, trusted)
         encoder = cls(module, **config)
         encoder._load_weights(directory)
         return encoder
 
 
-def _build(class_path: str, kwargs: dict[str, Any], directory: Path) -> nn.Module:
-    module_name, qualname = class_path.split(":")
+def _build(class_path: Any, kwargs: Any, directory: Path, trusted: bool) -> nn.Module:
+    """Import and call the class the saved JSON names, only when the caller trusts the directory."""
+    from . import import_object
+    from .base import ENCODER_CONFIG_NAME
+
+    config_file = directory / ENCODER_CONFIG_NAME
+    how = (f"pass the module yourself: nlptl.load_encoder({str(directory)!r}, module={str(class_path).split(':')[-1]}"
+           "(...)), or, if you trust this directory, trust_remote_code=True")
+    if not trusted:
+        raise ValueError(f"{str(config_file)!r} asks to import and call module_class={class_path!r} with "
+                         f"module_kwargs={kwargs!r}; loading never runs code a file names unless you opt in: {how}")
+    if not isinstance(kwargs, (dict, type(None))):
+        raise ValueError(f"{str(config_file)!r}: module_kwargs must be a JSON object, got {type(kwargs).__name__}")
+    target = import_object(class_path, f"module_class in {config_file}")
+    if not (isinstance(target, type) and issubclass(target, nn.Module)):
+        raise TypeError(f"{str(config_file)!r}: module_class={class_path!r} is a {type(target).__name__}, not a "
+                        f"torch.nn.Module subclass, so it was not called; {how.split(', or')[0]}")
     try:
-        target: Any = importlib.import_module(module_name)
-        for attr in qualname.split("."):
-            target = getattr(target, attr)
-        return target(**kwargs)
-    except (ImportError, AttributeError, TypeError) as exc:
+        return target(**(kwargs or {}))
+    except TypeError as exc:
         raise ValueError(f"cannot rebuild the wrapped module {class_path}(**{kwargs}) for {directory} ({exc}); "
                          f"pass it yourself: nlptl.load_encoder({str(directory)!r}, module=...)") from exc
 

@@ -330,25 +330,27 @@ class StaticEncoder(TextEncoder):
             "oov_words": self.oov_words, "subwords": subwords,
         }
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def _write_artifact(self, directory: Path) -> None:
         """Weights and OOV table in encoder.safetensors, fastText n-grams beside them, settings in JSON."""
         self._flush_oov()
-        super().save_pretrained(directory)
+        super()._write_artifact(directory)
         if self.subwords is not None:
-            self.subwords.save(Path(directory))
+            self.subwords.save(directory)
 
     @classmethod
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "StaticEncoder":
-        from safetensors.torch import load_file
+        from .weights import load_safetensors
 
         config = dict(config)
         words, dim, sub = config.pop("words"), config.pop("dim"), config.pop("subwords", None)
         vocab_from = config.pop("vocab_from", None)
-        state = load_file(str(directory / "encoder.safetensors"))
-        vectors = state["embeddings.weight"]
-        if tuple(vectors.shape) != (len(words), dim):
-            raise ValueError(f"{directory}: {len(words)} words of width {dim} in the config but weights of shape "
-                             f"{tuple(vectors.shape)}; the directory mixes two saves")
+        weights_file = directory / "encoder.safetensors"
+        state = load_safetensors(weights_file)
+        vectors = state.get("embeddings.weight")
+        if vectors is None or tuple(vectors.shape) != (len(words), dim):
+            shape = "no embeddings.weight" if vectors is None else f"weights of shape {tuple(vectors.shape)}"
+            raise ValueError(f"{str(weights_file)!r}: {len(words)} words of width {dim} in the config but {shape}; "
+                             "the directory mixes two saves: save the encoder again")
         subwords = None if sub is None else SubwordTable.load(directory, sub["min_n"], sub["max_n"])
         encoder = cls(words, vectors, subwords=subwords, oov_vectors=state["oov_vectors"], **config)
         encoder.load_state_dict(state)

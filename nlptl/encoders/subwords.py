@@ -44,9 +44,13 @@ class SubwordTable:
 
     @classmethod
     def load(cls, directory: Path, min_n: int, max_n: int) -> "SubwordTable":
-        from safetensors.numpy import load_file
+        from .weights import load_safetensors
 
-        return cls(load_file(str(directory / SUBWORD_FILE))["ngram_vectors"], min_n, max_n)
+        path = directory / SUBWORD_FILE
+        tensors = load_safetensors(path, framework="np")
+        if "ngram_vectors" not in tensors:
+            raise ValueError(f"{str(path)!r} holds no 'ngram_vectors' tensor; save the encoder again")
+        return cls(tensors["ngram_vectors"], min_n, max_n)
 
 
 class UnknownWords:

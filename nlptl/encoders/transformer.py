@@ -17,6 +17,9 @@ from torch import nn
 from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
 
 HIDDEN_STATES = ("last", "mean_last_n", "scalar_mix")
+# transformers also takes hub kernel names here ("kernels-community/..."), which download and run code:
+# a saved nlptl_encoder.json may only name these built-in implementations.
+ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 DEFAULT_MAX_LENGTH = 512  # for models with relative positions only (XLNet), which set no limit
 _LAYER_STACKS = {"albert": "encoder.albert_layer_groups"}  # where the generic search finds no per-layer list
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -75,6 +78,7 @@ class TransformerEncoder(TextEncoder):
                              "save a tokenizer.json next to the model")
         if hidden_states not in HIDDEN_STATES:
             raise ValueError(f"unknown hidden_states {hidden_states!r}; choose one of {HIDDEN_STATES}")
+        check_attn_implementation(attn_implementation)
         self.model, self.tokenizer = model, tokenizer
         self.hidden_states, self.num_layers, self.attn_implementation = hidden_states, num_layers, attn_implementation
         total = model.config.num_hidden_layers + 1  # hidden states include the embedding output
@@ -101,10 +105,14 @@ class TransformerEncoder(TextEncoder):
         from transformers import AutoConfig
 
         from . import _is_vision_config
+        from .weights import check_config_file
 
         location, offline = _resolve(source)
+        if Path(location).is_dir():
+            check_config_file(location)
         try:
-            config = AutoConfig.from_pretrained(location, local_files_only=offline)
+            config = AutoConfig.from_pretrained(location, local_files_only=offline,
+                                                trust_remote_code=options.get("trust_remote_code", False))
         except OSError as exc:
             if Path(location).is_dir():
                 raise
@@ -122,25 +130,29 @@ class TransformerEncoder(TextEncoder):
         return cls._load(location, offline, config=config, **options)
 
     @classmethod
-    def _load(cls, location: str, offline: bool = False, config: Any = None, **options: Any) -> "TransformerEncoder":
+    def _load(cls, location: str, offline: bool = False, config: Any = None, trust_remote_code: bool = False,
+              **options: Any) -> "TransformerEncoder":
         from transformers import AutoModel, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline)
+        from .weights import load_hf_model
+
+        check_attn_implementation(options.get("attn_implementation"), location)
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline,
+                                                  trust_remote_code=trust_remote_code)
         extra = {"attn_implementation": options["attn_implementation"]} if options.get("attn_implementation") else {}
-        model = AutoModel.from_pretrained(location, config=config, local_files_only=offline, dtype=torch.float32,
-                                          **extra)
+        model, _ = load_hf_model(AutoModel, location, config=config, local_files_only=offline, dtype=torch.float32,
+                                 trust_remote_code=trust_remote_code, **extra)
+        _check_vocabulary(location, model, tokenizer)
         return cls(model, tokenizer, **options)
 
     def config(self) -> dict[str, Any]:
         return {"hidden_states": self.hidden_states, "num_layers": self.num_layers,
                 "max_length": self.max_length, "attn_implementation": self.attn_implementation}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def _write_artifact(self, directory: Path) -> None:
         """Write the HF model and tokenizer (safetensors), the scalar mix if any, and the nlptl config."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         if self.scalar_mix is not None:
@@ -150,12 +162,13 @@ class TransformerEncoder(TextEncoder):
 
     @classmethod
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "TransformerEncoder":
-        from safetensors.torch import load_file
+        from .weights import load_safetensors
 
+        check_attn_implementation(config.get("attn_implementation"), directory / "nlptl_encoder.json")
         encoder = cls._load(str(directory), offline=True, **config)
         mix_file = directory / "scalar_mix.safetensors"
         if encoder.scalar_mix is not None and mix_file.is_file():
-            encoder.scalar_mix.load_state_dict(load_file(str(mix_file)))
+            encoder.scalar_mix.load_state_dict(load_safetensors(mix_file))
         return encoder
 
     # ----- text pipeline ----------------------------------------------------------------------
@@ -288,6 +301,25 @@ class TransformerEncoder(TextEncoder):
             raise ValueError(f"max_length={override!r} must be an int between {needed} and "
                              f"{limit if limit is not None else 'any size'} (the model's position limit)")
         return override
+
+
+def check_attn_implementation(value: Any, source: str | os.PathLike | None = None) -> None:
+    """Only transformers' built-in attention implementations: other strings can name hub kernels (remote code)."""
+    if value not in ATTN_IMPLEMENTATIONS:
+        where = f"{str(source)!r}: " if source is not None else ""
+        raise ValueError(f"{where}attn_implementation={value!r} is not one of {ATTN_IMPLEMENTATIONS}; nlptl loads "
+                         "only built-in attention implementations (other names can fetch and run code from the hub)")
+
+
+def _check_vocabulary(location: str, model: nn.Module, tokenizer: Any) -> None:
+    """Token ids beyond the embedding table crash (or index garbage) at the first batch: refuse at load."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise ValueError(f"{location!r}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings have "
+                         f"{rows} rows (config.json vocab_size={getattr(model.config, 'vocab_size', None)}); the "
+                         "tokenizer files and the weights belong to different models: use the tokenizer saved "
+                         "with these weights")
 
 
 def _clean_offsets(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -77,7 +77,8 @@ def build_module(tmp_path: Path):
     torch.manual_seed(0)
     encoder = nlptl.load_encoder(TinyConvNet(width=8), image_size=IMAGE_SIZE, module_kwargs={"width": 8})
     encoder.save_pretrained(tmp_path / "module")
-    return nlptl.load_encoder(tmp_path / "module"), sample_images()
+    # TinyConvNet is rebuilt from the import path saved in the JSON: code a file names, so an explicit opt-in
+    return nlptl.load_encoder(tmp_path / "module", trust_remote_code=True), sample_images()
 
 
 BUILDERS = {
