@@ -13,6 +13,7 @@ import numpy as np
 
 from . import FASTTEXT_MAGIC
 
+_UTF8_BOM = b"\xef\xbb\xbf"  # some editors start UTF-8 files with it; it is not part of the first word
 _FORMATS = {"glove": "GloVe text file", "word2vec": "word2vec file", "fasttext": "Facebook fastText .bin model"}
 
 
@@ -21,24 +22,56 @@ def read_word2vec(path: str | os.PathLike, limit: int | None = None) -> tuple[li
     path = _check_file(path, "word2vec")
     with open(path, "rb") as f:
         header, body = f.readline(), f.read(1 << 16)
+    header = header.removeprefix(_UTF8_BOM)
     fields = _text_fields(path, header, "word2vec")
     if len(fields) != 2 or not all(x.isdigit() for x in fields):
         raise _wrong_format(path, "word2vec", f"its first line {_show(header)} is not a 'count dim' header")
-    dim = int(fields[1])
-    try:  # a text body's first line is 'word' and dim numbers; a binary body is raw float32 bytes
-        parts = body.split(b"\n", 1)[0].decode("utf-8").split()
-        is_text = len(parts) == dim + 1 and np.fromstring(" ".join(parts[1:]), dtype=np.float32, sep=" ").size == dim
-    except ValueError:  # UnicodeDecodeError or an unparsable number
-        is_text = False
-    if is_text:
+    count, dim = int(fields[0]), int(fields[1])
+    if count < 1 or dim < 1:
+        raise ValueError(f"{str(path)!r} line 1: the header {_show(header)} must give a positive word count and "
+                         "dimension; fix the header")
+    if _looks_like_text(body):  # however many numbers: a header that disagrees is then an error, not binary
         return read_text_vectors(path, header=True, limit=limit, kind="word2vec")
     from gensim.models import KeyedVectors
 
     try:
         kv = KeyedVectors.load_word2vec_format(str(path), binary=True, limit=limit)
-    except (EOFError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} is not a valid binary word2vec file ({exc}); is it damaged or cut short?") from None
-    return list(kv.index_to_key), _check_finite(path, kv.vectors, list(kv.index_to_key))
+    except (EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a valid binary word2vec file ({exc}); is it damaged or cut short, "
+                         "or does the header's 'count dim' not match the vectors?") from None
+    words = list(kv.index_to_key)
+    if limit is None and len(words) == count:
+        _check_binary_end(path, len(header), words, dim)
+    return words, _check_finite(path, kv.vectors, words)
+
+
+def _looks_like_text(body: bytes) -> bool:
+    """A text body's first line is a word then numbers; a binary body's raw float bytes never read so."""
+    try:
+        parts = body.split(b"\n", 1)[0].decode("utf-8").split()
+    except UnicodeDecodeError:
+        return False
+    return len(parts) >= 2 and _all_floats(parts[1:])
+
+
+def _all_floats(parts: list[str]) -> bool:
+    try:
+        [float(p) for p in parts]
+    except ValueError:
+        return False
+    return True
+
+
+def _check_binary_end(path: Path, header_bytes: int, words: list[str], dim: int) -> None:
+    """gensim stops after the header's count of vectors: more data after them means the header undercounts."""
+    records = header_bytes + sum(len(w.encode("utf-8")) for w in words) + len(words) * (1 + 4 * dim)
+    size = path.stat().st_size
+    # records may each end with a newline (the C tool's layout) or not (gensim's), plus one trailing newline
+    if size > records + len(words) + 1:
+        extra = size - records - len(words)
+        raise ValueError(f"{str(path)!r}: the header says {len(words)} words of dimension {dim} but about {extra} "
+                         f"more bytes (some {max(1, extra // (4 * dim + 2))} vectors) follow them; the header "
+                         "undercounts: fix its count, or pass limit= to read only the first vectors on purpose")
 
 
 def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None, kind: str) -> tuple[list[str], np.ndarray]:
@@ -47,7 +80,7 @@ def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None, 
     words: list[str] = []
     blocks: list[np.ndarray] = []
     with open(path, "rb") as f:
-        first = f.readline()
+        first = f.readline().removeprefix(_UTF8_BOM)
         fields = _text_fields(path, first, kind)
         is_header = len(fields) == 2 and all(x.isdigit() for x in fields)
         if header != is_header:
@@ -71,7 +104,8 @@ def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None, 
         raise _wrong_format(path, kind, "it holds no vectors")
     vectors = np.concatenate(blocks)  # (V, D)
     if limit is None and count is not None and count != len(words):
-        raise ValueError(f"{str(path)!r}: the header says {count} words but the file has {len(words)}; it is damaged or cut short")
+        raise ValueError(f"{str(path)!r}: the header says {count} words but the file has {len(words)} (vector "
+                         "lines); fix the header's count, or restore the file if it was cut short")
     return words, _check_finite(path, vectors, words)
 
 
@@ -85,9 +119,12 @@ def read_fasttext(path: str | os.PathLike):
                             "(a fastText .vec file is word2vec text: pass kind='word2vec')")
     from gensim.models.fasttext import load_facebook_vectors
 
+    from .fasttext_layout import check_fasttext_layout
+
+    check_fasttext_layout(path)  # gensim loops forever on a file cut short inside its vocabulary
     try:
         return load_facebook_vectors(str(path))
-    except (EOFError, ValueError, OSError, NotImplementedError) as exc:
+    except (EOFError, ValueError, OSError, NotImplementedError, AssertionError) as exc:
         raise ValueError(f"{str(path)!r} starts like a fastText .bin but cannot be read ({exc}); is it damaged?") from None
 
 
@@ -122,7 +159,8 @@ def _raise_bad_line(path: Path, lines: list[bytes], first_no: int, dim: int) -> 
         parts = rest.split()
         if len(parts) != dim:
             raise ValueError(f"{str(path)!r} line {first_no + i}: word {word[:40].decode('utf-8', 'replace')!r} has "
-                             f"{len(parts)} numbers but the vectors have {dim} (from the first line); inconsistent dimensions")
+                             f"{len(parts)} numbers but the vectors have {dim} (from the first line: the header's "
+                             "dimension, or the first vector's length); make every line and the header agree")
         for part in parts:
             try:
                 float(part)
@@ -154,6 +192,9 @@ def _check_file(path: str | os.PathLike, kind: str) -> Path:
 def _text_fields(path: Path, line: bytes, kind: str) -> list[str]:
     if line[:4] and int.from_bytes(line[:4], "little") == FASTTEXT_MAGIC:
         raise _wrong_format(path, kind, "it is a binary fastText model")
+    if line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0\0" in (line[1:4:2], line[0:3:2]):
+        raise ValueError(f"{str(path)!r} is UTF-16 text; {kind} files must be UTF-8: convert it, e.g. "
+                         "iconv -f UTF-16 -t UTF-8 IN > OUT")
     if b"\0" in line or not _is_utf8(line):
         raise _wrong_format(path, kind, "its first line is not UTF-8 text (a binary file?)")
     return line.decode("utf-8").split()
