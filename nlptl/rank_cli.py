@@ -1,0 +1,100 @@
+"""``nlptl rank``: which pretrained source, at which depth, before training anything.
+
+``add_commands(subparsers)`` registers the subcommand on the ``nlptl`` parser (``nlptl/cli.py``
+calls it once); the work is :func:`nlptl.transferability.pipeline.rank_texts`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .transferability.ranking import SCORES
+
+DEFAULT_ENCODERS = ["minilm", "glove-6b-50d", "tfidf"]
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the labelled texts come from: a named dataset or your own file."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--task", choices=["text-classification"], default="text-classification")
+    data.add_argument("--dataset", help="a dataset name (see `nlptl datasets`), e.g. sst2, ag_news, amazon_reviews")
+    data.add_argument("--domain", help="amazon_reviews: books, dvd, electronics or kitchen")
+    data.add_argument("--data-dir", help="folder with local copies of the named datasets (or set NLPTL_DATA_DIR)")
+    data.add_argument("--split", default="train", help="the labelled split to rank on (default: train)")
+    data.add_argument("--train-file", help="your own CSV/TSV/JSON/JSON-lines labelled file")
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--label-column", default="label")
+
+
+def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ranking settings, shared by `nlptl rank` and the validation recipe."""
+    rank = parser.add_argument_group("ranking")
+    rank.add_argument("--encoders", nargs="+", default=DEFAULT_ENCODERS,
+                      help="sources to rank: 'minilm', 'glove-6b-50d', 'tfidf', or any encoder path / hub id "
+                           f"(default: {' '.join(DEFAULT_ENCODERS)})")
+    rank.add_argument("--layers", nargs="+", default=["all"],
+                      help="transformer layer groups to score: 'all' (default, gives the freeze line), 'last', "
+                           "or group names such as embeddings layer.5")
+    rank.add_argument("--sample", type=int, default=2000, help="rank on a seeded sample of this many rows")
+    rank.add_argument("--seed", type=int, default=0)
+    rank.add_argument("--score", choices=sorted(SCORES), default="logme", help="the score that ranks (default logme)")
+    rank.add_argument("--no-standardize", dest="standardize", action="store_false",
+                      help="score LogME on raw features instead of per-dimension standardized ones")
+    rank.add_argument("--tolerance", type=float, default=0.05,
+                      help="freeze line: the first depth within this fraction of the curve's range of its best")
+    rank.add_argument("--max-length", type=int, help="truncate transformer inputs to this many tokens")
+    rank.add_argument("--batch-size", type=int, default=64)
+
+
+def load_labelled(args: argparse.Namespace):
+    """The labelled split to rank on, as a datasets.Dataset with text and label columns."""
+    from . import data
+
+    if args.dataset and args.train_file:
+        raise ValueError("give either --dataset or --train-file, not both")
+    if args.dataset:
+        options = {"domain": args.domain} if args.domain else {}
+        return data.load_dataset(args.dataset, split=args.split, data_dir=args.data_dir, **options)
+    if args.train_file:
+        return data.load_files(train_file=args.train_file, text_column=args.text_column,
+                               label_column=args.label_column)["train"]
+    raise ValueError("nothing to rank on: give --dataset NAME (with --data-dir) or --train-file FILE")
+
+
+def layers_setting(values: list[str]) -> list[str] | str:
+    if values in (["all"], ["last"]):
+        return values[0]
+    if "all" in values or "last" in values:
+        raise ValueError(f"--layers {' '.join(values)}: 'all' and 'last' stand alone, not among group names")
+    return values
+
+
+def cmd_rank(args: argparse.Namespace) -> None:
+    from .transferability.pipeline import format_table, rank_texts
+
+    dataset = load_labelled(args)
+    result = rank_texts(list(dataset["text"]), list(dataset["label"]), sources=args.encoders,
+                        layers=layers_setting(args.layers), sample=args.sample, seed=args.seed, primary=args.score,
+                        standardize=args.standardize, tolerance=args.tolerance, max_length=args.max_length,
+                        batch_size=args.batch_size)
+    result = {"task": args.task, "dataset": args.dataset or args.train_file, "domain": args.domain,
+              "split": args.split, "labels": dataset.features["label"].names, **result}
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
+    print(format_table(result))
+    print(f"wrote {output}")
+
+
+def add_commands(subparsers) -> None:
+    """Register `nlptl rank` on the `nlptl` subcommand parsers."""
+    rank = subparsers.add_parser(
+        "rank", help="rank pretrained sources and layers for a task in seconds, and advise the freeze line",
+        description="Score frozen features of every (encoder, layer) candidate, static vectors and TF-IDF on a "
+                    "seeded sample with LogME, H-score and leave-one-out kNN accuracy; print the ranking and "
+                    "the recommended freeze line, and write them as JSON.")
+    add_data_arguments(rank)
+    add_rank_arguments(rank)
+    rank.add_argument("--output", default="rank.json", help="the JSON file to write (default: rank.json)")
+    rank.set_defaults(handler=cmd_rank)

@@ -1,0 +1,108 @@
+"""Rank sources for a labelled text set end to end: sample, compute features once, score, advise.
+
+``rank_texts`` is what ``nlptl rank`` prints and writes as rank.json, and what the validation
+recipe and ``nlptl auto`` build on. Every candidate is scored on the same seeded sample.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from .features import TFIDF, load_source, source_candidates
+from .ranking import advise_freeze_depth, rank_candidates
+
+__all__ = ["seeded_sample", "rank_texts", "format_table", "recommend"]
+
+
+def seeded_sample(n_rows: int, size: int | None, seed: int = 0) -> np.ndarray:
+    """Row indices of a seeded random sample (all rows, shuffled, when ``size`` is None or too big)."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    return order if size is None or size >= n_rows else order[:size]
+
+
+def rank_texts(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    sources: Sequence[str] = ("minilm", "glove-6b-50d", TFIDF),
+    layers: Sequence[str] | str = "all",
+    sample: int | None = 2000,
+    seed: int = 0,
+    primary: str = "logme",
+    standardize: bool = True,
+    tolerance: float = 0.05,
+    max_length: int | None = None,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Rank every (source, depth) candidate on a seeded sample of ``texts``; a rank.json-shaped dict."""
+    started = time.perf_counter()
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if sample is not None and sample < 10:
+        raise ValueError(f"sample={sample} is too small to score features; use at least a few hundred")
+    rows = seeded_sample(len(texts), sample, seed)
+    texts = [texts[i] for i in rows]
+    y = np.asarray(labels)[rows]
+    candidates, load_seconds = [], {}
+    for name in sources:
+        loading = time.perf_counter()
+        source = load_source(name, vocab_texts=texts, layers=layers, max_length=max_length,
+                             batch_size=batch_size, seed=seed)
+        load_seconds[name] = time.perf_counter() - loading
+        candidates += source_candidates(source, texts)
+    ranked = rank_candidates(candidates, y, primary=primary, standardize=standardize)
+    for row in ranked:  # a source's load time is part of what its candidates cost
+        share = load_seconds[row["source"]] / sum(r["source"] == row["source"] for r in ranked)
+        row["seconds"] += share
+    advice = {}
+    for name in sources:
+        layered = sorted((r for r in ranked if r["source"] == name and r["depth"] is not None),
+                         key=lambda r: r["depth"])
+        groups = next((c.num_groups for c in candidates if c.source == name), None)
+        if len(layered) > 1 and len(layered) == groups:  # a freeze line needs the whole curve
+            advice[name] = advise_freeze_depth([r[primary] for r in layered], [r["group"] for r in layered],
+                                               tolerance=tolerance).to_dict()
+    return {"sample": len(rows), "seed": seed, "primary": primary, "standardize": standardize,
+            "sources": list(sources), "candidates": ranked, "freeze_advice": advice,
+            "recommendation": recommend(ranked, advice), "seconds": time.perf_counter() - started,
+            "load_seconds": load_seconds}
+
+
+def recommend(ranked: list[dict[str, Any]], advice: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What to train, from the best candidate: its source, strategy and freeze line, in plain words."""
+    best = ranked[0]
+    source = best["source"] or best["name"]
+    if best["kind"] == TFIDF:
+        return {"encoder": None, "baseline": "tfidf_lr", "strategy": None, "top_k": None,
+                "reason": "TF-IDF scores above every pretrained candidate: transfer is likely to lose to the "
+                          "classical baseline here (negative transfer); train tfidf_lr"}
+    if source in advice:
+        line = advice[source]
+        return {"encoder": source, "baseline": None, "strategy": line["strategy"], "top_k": line["top_k"],
+                "freeze_depth": line["depth"], "best_candidate": best["name"],
+                "reason": f"{best['name']} scores best of {len(ranked)} candidates; " + line["reason"]}
+    return {"encoder": source, "baseline": None, "strategy": "feature_extraction", "top_k": 0,
+            "best_candidate": best["name"],
+            "reason": f"{best['name']} scores best of {len(ranked)} candidates; no layer curve to read a "
+                      "freeze line from, so train a head on its frozen features"}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The ranking as a fixed-width text table, best first, then the recommended freeze line."""
+    primary = result["primary"]
+    width = max(len("candidate"), *(len(r["name"]) for r in result["candidates"]))
+    lines = [f"{'rank':>4}  {'candidate':<{width}}  {'dims':>5}  {'logme':>8}  {'h_score':>8}  "
+             f"{'knn_acc':>7}  {'seconds':>7}"]
+    for r in result["candidates"]:
+        lines.append(f"{r['rank']:>4}  {r['name']:<{width}}  {r['dims']:>5}  {r.get('logme', float('nan')):>8.4f}  "
+                     f"{r.get('h_score', float('nan')):>8.4f}  {r.get('knn_accuracy', float('nan')):>7.3f}  "
+                     f"{r['seconds']:>7.2f}")
+    rec = result["recommendation"]
+    lines.append(f"ranked {len(result['candidates'])} candidates by {primary} on {result['sample']} rows "
+                 f"in {result['seconds']:.1f} s")
+    lines.append("recommended: " + (f"baseline {rec['baseline']}" if rec["baseline"] else
+                                    f"--encoder {rec['encoder']} --strategy {rec['strategy']}"
+                                    + (f" --top-k {rec['top_k']}" if rec["strategy"] == "top_k" else "")))
+    lines.append("why: " + rec["reason"])
+    return "\n".join(lines)

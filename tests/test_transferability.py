@@ -1,0 +1,239 @@
+"""Transferability scores against closed forms, the ranking and freeze-line advice, and `nlptl rank`.
+
+Everything runs on tiny synthetic arrays or the tiny BERT of tests/tiny, offline, in seconds.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from scipy.stats import multivariate_normal
+
+from nlptl.transferability import (Candidate, TfidfSource, TransformerSource, advise_freeze_depth, h_score,
+                                   knn_accuracy, leep, logme, rank_candidates)
+from nlptl.transferability.ranking import standardized
+from tests.tiny.transformers import HF_DIR, build_bert
+
+
+def blobs(n: int, d: int, classes: int, separation: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian classes whose means differ by ``separation`` along random directions."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    means = rng.normal(size=(classes, d)) * separation
+    return means[y] + rng.normal(size=(n, d)), y
+
+
+# ----- LogME ------------------------------------------------------------------------------------
+
+def brute_force_logme(features: np.ndarray, labels: np.ndarray) -> float:
+    """Maximise the evidence log N(y; 0, I/beta + F F^T/alpha) over (log alpha, log beta) numerically.
+
+    This is the marginal likelihood written directly as a Gaussian over the N targets, with no SVD
+    and no fixed point: an independent route to the same maximum.
+    """
+    n = len(labels)
+    best = []
+    for c in np.unique(labels):
+        target = (labels == c).astype(float)
+
+        def negative_evidence(log_params):
+            alpha, beta = np.exp(log_params)
+            cov = np.eye(n) / beta + features @ features.T / alpha
+            return -multivariate_normal(np.zeros(n), cov, allow_singular=False).logpdf(target)
+
+        grid = [(a, b) for a in np.linspace(-6, 8, 15) for b in np.linspace(-4, 6, 11)]
+        start = min(grid, key=negative_evidence)
+        result = minimize(negative_evidence, start, method="Nelder-Mead",
+                          options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000})
+        best.append(-result.fun)
+    return float(np.mean(best) / n)
+
+
+@pytest.mark.parametrize("n, d", [(40, 4), (12, 20)])  # N > D, and D > N (zero eigenvalues of F^T F)
+def test_logme_equals_the_maximised_evidence(n, d):
+    features, labels = blobs(n, d, classes=3, separation=1.0, seed=n)
+    assert logme(features, labels) == pytest.approx(brute_force_logme(features, labels), abs=1e-5)
+
+
+def test_logme_prefers_informative_features():
+    informative, labels = blobs(300, 8, classes=2, separation=1.5)
+    noise = np.random.default_rng(1).normal(size=informative.shape)
+    assert logme(informative, labels) > logme(noise, labels) + 0.05
+
+
+# ----- H-score ----------------------------------------------------------------------------------
+
+def test_h_score_closed_form_one_dimension():
+    # Class 0 at -2,-1,0 (mean -1), class 1 at 0,1,2 (mean 1): total variance 10/6, between-class 1.
+    features = np.array([-2.0, -1.0, 0.0, 0.0, 1.0, 2.0])[:, None]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    assert h_score(features, labels, regularised=False) == pytest.approx(0.6, abs=1e-12)
+
+
+def test_h_score_matches_the_trace_formula_and_is_invariant_to_linear_maps():
+    features, labels = blobs(200, 5, classes=3, separation=1.0)
+    centred = features - features.mean(0)
+    means = np.stack([centred[labels == c].mean(0) for c in range(3)])[labels]
+    direct = np.trace(np.linalg.inv(np.cov(centred.T, bias=True)) @ np.cov(means.T, bias=True))
+    assert h_score(features, labels, regularised=False) == pytest.approx(direct, rel=1e-9)
+    mixing = np.random.default_rng(3).normal(size=(5, 5))  # invertible with probability 1
+    assert h_score(features @ mixing, labels, regularised=False) == pytest.approx(direct, rel=1e-6)
+
+
+def test_regularised_h_score_is_bounded_where_the_covariance_is_singular():
+    features, labels = blobs(30, 80, classes=3, separation=0.3)  # D > N: cov(f) is singular
+    score = h_score(features, labels, regularised=True)
+    assert np.isfinite(score) and 0.0 < score <= 2.0 + 1e-9  # at most K - 1
+    # N >> D and a covariance far from isotropic: Ledoit-Wolf barely shrinks, the two forms agree.
+    many, many_labels = blobs(5000, 3, classes=2, separation=1.0)
+    many = many * np.array([1.0, 5.0, 25.0])
+    assert h_score(many, many_labels) == pytest.approx(h_score(many, many_labels, regularised=False), rel=0.01)
+
+
+# ----- kNN --------------------------------------------------------------------------------------
+
+def test_knn_leaves_the_point_itself_out():
+    # Two tight pairs with mixed labels: every point's nearest *other* point has the other label.
+    angles = np.radians([0.0, 1.0, 90.0, 91.0])
+    features = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = np.array([0, 1, 0, 1])
+    assert knn_accuracy(features, labels, k=1) == 0.0  # counting itself it would be 1.0
+    assert knn_accuracy(features, np.array([0, 0, 1, 1]), k=1) == 1.0
+
+
+def test_knn_uses_cosine_similarity_not_distance():
+    # Same direction, very different norms: cosine calls them neighbours, Euclidean would not.
+    features = np.array([[1.0, 0.0], [100.0, 1.0], [0.0, 1.0], [1.0, 100.0]])
+    assert knn_accuracy(features, np.array([0, 0, 1, 1]), k=1) == 1.0
+
+
+# ----- LEEP -------------------------------------------------------------------------------------
+
+def test_leep_closed_forms():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    perfect = np.eye(3)[labels]  # the source labels are the target labels
+    assert leep(perfect, labels) == pytest.approx(0.0, abs=1e-9)
+    uninformative = np.full((6, 4), 0.25)  # the same prediction everywhere: LEEP = -entropy(y)
+    prior = np.bincount(labels) / len(labels)
+    assert leep(uninformative, labels) == pytest.approx(float((prior[labels] * 0 + np.log(prior[labels])).mean()))
+    with pytest.raises(ValueError, match="softmax"):
+        leep(np.ones((6, 2)), labels)
+
+
+# ----- ranking and the freeze line ----------------------------------------------------------------
+
+@pytest.mark.parametrize("score", ["logme", "h_score", "knn_accuracy"])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_label_informative_candidate_outranks_a_random_one(score, standardize):
+    informative, labels = blobs(400, 16, classes=4, separation=0.6)
+    random = np.random.default_rng(7).normal(size=(400, 32))
+    rows = rank_candidates({"random": random, "informative": informative}, labels, primary=score,
+                           standardize=standardize)
+    assert [r["name"] for r in rows] == ["informative", "random"]
+    assert rows[0]["rank"] == 1 and rows[1]["rank_by"][score] == 2
+    assert set(rows[0]["score_seconds"]) == {"logme", "h_score", "knn_accuracy"}
+
+
+def test_standardize_undoes_a_rogue_dimension_for_logme():
+    informative, labels = blobs(300, 8, classes=2, separation=1.0)
+    rogue = informative.copy()
+    rogue[:, 0] = np.random.default_rng(2).normal(size=300) * 1000  # one huge label-free dimension
+    assert logme(standardized(rogue), labels) == pytest.approx(logme(standardized(informative), labels), abs=0.05)
+    assert rank_candidates({"rogue": rogue}, labels)[0]["logme"] == pytest.approx(logme(standardized(rogue), labels))
+
+
+def test_advisor_finds_a_planted_best_layer():
+    rng = np.random.default_rng(0)
+    labels = np.arange(600) % 2
+    signal = [0.0, 0.2, 0.5, 1.2, 0.6, 0.3]  # the class information peaks at depth 4 of 6
+    direction = rng.normal(size=24)
+    curve = [logme(s * np.outer(labels * 2 - 1, direction) + rng.normal(size=(600, 24)), labels) for s in signal]
+    groups = ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "layer.4"]
+    advice = advise_freeze_depth(curve, groups, tolerance=0.0)
+    assert advice.best_depth == 4 and advice.depth == 4
+    assert advice.top_k == 2 and advice.strategy == "top_k" and "layer.2" in advice.reason
+
+
+def test_advisor_tolerance_and_a_curve_rising_to_the_top():
+    # Within 5% of the range of the best already at depth 3: freeze 3 groups, train the 2 above.
+    plateau = advise_freeze_depth([0.0, 0.5, 0.98, 1.0, 0.99], tolerance=0.05)
+    assert (plateau.depth, plateau.best_depth, plateau.top_k) == (3, 4, 2)
+    rising = advise_freeze_depth({"embeddings": 0.1, "layer.0": 0.2, "layer.1": 0.3}, tolerance=0.05)
+    assert rising.top_k == 0 and rising.strategy == "feature_extraction" and rising.groups[-1] == "layer.1"
+    with pytest.raises(ValueError, match="tolerance"):
+        advise_freeze_depth([1.0, 2.0], tolerance=1.5)
+
+
+# ----- features -----------------------------------------------------------------------------------
+
+def test_transformer_source_gives_every_layer_from_one_pass(tmp_path):
+    from nlptl.encoders.base import pool
+    from nlptl.encoders.boundary import boundary_states
+
+    encoder, texts = build_bert(tmp_path)
+    encoder.eval()  # boundary_states below runs the encoder in whatever mode it is in: no dropout
+    texts = texts * 3  # 12 texts, 3 batches of 4
+    calls = []
+    encoder.model.register_forward_hook(lambda *args: calls.append(1))
+    source = TransformerSource(encoder, "bert", batch_size=4)
+    features = source.features(texts)
+    assert list(features) == ["embeddings", "layer.0", "layer.1"] and len(calls) == 3  # one call per batch
+    calls.clear()
+    np.testing.assert_allclose(features["layer.1"], encoder.encode(texts, pooling="mean"), atol=1e-5)
+    batch = encoder.preprocess(texts)
+    embedded = pool(boundary_states(encoder, batch, 1), "mean").numpy()
+    np.testing.assert_allclose(features["embeddings"], embedded, atol=1e-5)
+    assert not np.allclose(features["embeddings"], features["layer.0"], atol=1e-3)
+    with pytest.raises(ValueError, match="layer.9"):
+        TransformerSource(encoder, "bert", layers=["layer.9"])
+
+
+def test_tfidf_source_reduces_to_the_requested_dimensions():
+    texts = [f"word{i % 7} common text number{i % 3} extra{i % 11}" for i in range(60)]
+    source = TfidfSource(dims=5).fit(texts)
+    out = source.features(texts[:10])["tfidf"]
+    assert out.shape == (10, 5) and out.dtype == np.float32
+
+
+# ----- nlptl rank ------------------------------------------------------------------------------
+
+GOOD = ["the movie was really good", "a good film", "the film was good really good", "hello world the movie is good"]
+BAD = ["the film was bad", "not good and a bad movie", "a bad movie about nothing", "the movie is not good bad"]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from nlptl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_rank_command_writes_the_ranking_and_a_freeze_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    build_bert(tmp_path)
+    rows = [(GOOD[i % 4] if i % 2 else BAD[i % 4], "pos" if i % 2 else "neg") for i in range(48)]
+    data = tmp_path / "train.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
+    output = tmp_path / "out" / "rank.json"
+    code, stdout, stderr = run_cli(["rank", "--train-file", str(data), "--encoders", str(tmp_path / HF_DIR), "tfidf",
+                                    "--sample", "40", "--output", str(output)])
+    assert code == 0, stderr
+    result = json.loads(output.read_text())
+    names = [r["name"] for r in result["candidates"]]
+    assert len(names) == 4 and "tfidf" in names and result["sample"] == 40
+    assert [r["rank"] for r in result["candidates"]] == sorted(r["rank"] for r in result["candidates"])
+    for row in result["candidates"]:
+        assert {"logme", "h_score", "knn_accuracy", "seconds", "rank"} <= set(row)
+    advice = result["freeze_advice"][str(tmp_path / HF_DIR)]
+    assert len(advice["curve"]) == 3 and 0 <= advice["top_k"] <= 2
+    assert "recommended:" in stdout and names[0] in stdout
+    code, _, stderr = run_cli(["rank", "--train-file", str(data), "--encoders", "tfidf", "--layers", "all", "layer.0",
+                               "--output", str(output)])
+    assert code == 1 and stderr.strip().startswith("nlptl: error: --layers all layer.0")
