@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=cmd_report)
     commands.add_parser("encoders", help="list the encoder kinds and what each takes").set_defaults(handler=cmd_encoders)
     commands.add_parser("datasets", help="list the dataset names").set_defaults(handler=cmd_datasets)
+    __import__("nlptl.rank_cli", fromlist=["add_commands"]).add_commands(commands)  # nlptl rank / auto
     return parser
 
 
