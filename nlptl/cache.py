@@ -53,22 +53,26 @@ class FeatureCache:
     @classmethod
     def build(cls, model, rows: Sequence[dict[str, Any]], batch_size: int, device: torch.device,
               dtype: str = "float32", progress: bool = False, directory: str | os.PathLike | None = None,
-              max_memory_mb: float = 2048, boundary: int | None = None) -> "FeatureCache":
-        """Encode every row once; ``boundary=n`` stores the hidden states above the bottom n groups instead."""
-        cache = cls._build(model, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary)
+              max_memory_mb: float = 2048, boundary: int | None = None, head=None) -> "FeatureCache":
+        """Encode every row once; ``boundary=n`` stores the hidden states above the bottom n groups instead.
+
+        ``head`` (default: the model's default head) collates the rows and chooses the pooling.
+        """
+        head = head if head is not None else model.head
+        cache = cls._build(model, head, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary)
         cache.boundary = boundary
         return cache
 
     @classmethod
-    def _build(cls, model, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary):
+    def _build(cls, model, head, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary):
         if dtype not in DTYPES:
             raise ValueError(f"cache dtype {dtype!r} is not one of {sorted(DTYPES)}")
         encoder = model.encoder
         width = encoder.num_features
-        pooling = model.head.cache_pooling() if boundary is None else None  # one vector per row, not L
+        pooling = head.cache_pooling() if boundary is None else None  # one vector per row, not L
         positions = len(rows) if pooling else sum(len(r["input"]) for r in rows if isinstance(r["input"], ModelInput))
         estimated_mb = positions * width * np.dtype(DTYPES[dtype]).itemsize / 2**20
-        encoded = _encode_rows(model, rows, batch_size, device, progress, boundary, pooling)
+        encoded = _encode_rows(model.encoder, head, rows, batch_size, device, progress, boundary, pooling)
         if directory is None or estimated_mb <= max_memory_mb:
             return cls._in_memory(encoded, len(rows), width, dtype)
         path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}-pooling{pooling}")
@@ -128,14 +132,13 @@ class FeatureCache:
 
 
 @torch.inference_mode()
-def _encode_rows(model, rows, batch_size, device, progress, boundary=None, pooling=None) -> Iterator[tuple]:
+def _encode_rows(encoder, head, rows, batch_size, device, progress, boundary=None, pooling=None) -> Iterator[tuple]:
     """Yield (row index, features (L_i, D), mask (L_i,), pooled (D,) or None), longest rows first.
 
     With ``pooling`` each row's features are that pooling of them, one position: (1, D).
     """
     from .encoders.boundary import boundary_states
 
-    encoder, head = model.encoder, model.head
     was_training = encoder.training
     encoder.eval()
     lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]

@@ -13,13 +13,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .runs import BASELINES, TASKS, RunConfig
+from .config import TrainConfig
+from .heads import POOLINGS, task_names
+from .runs import BASELINES, RunConfig
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Every RunConfig setting as a flag; recipes reuse this so their --help says the same."""
     data = parser.add_argument_group("data")
-    data.add_argument("--task", choices=TASKS, default="text-classification")
+    data.add_argument("--task", choices=task_names(), default="text-classification")
     data.add_argument("--dataset", help="a dataset name (see `nlptl datasets`), e.g. sst2, ag_news, squad")
     data.add_argument("--domain", help="amazon_reviews: books, dvd, electronics or kitchen")
     data.add_argument("--data-dir", help="folder with local copies of the named datasets (or set NLPTL_DATA_DIR)")
@@ -34,25 +36,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--encoder", help="path, hub id, or 'minilm' / 'glove-6b-50d' (offline assets)")
     model.add_argument("--encoder-kind", help="encoder kind when it cannot be inferred (see `nlptl encoders`)")
     model.add_argument("--max-length", type=int, help="truncate inputs to this many tokens")
-    model.add_argument("--pooling", default="mean", choices=["mean", "max", "first", "attention", "pooled"])
+    model.add_argument("--pooling", default="mean", choices=POOLINGS)
     model.add_argument("--hidden-size", type=int, help="one hidden layer in the classification head")
     model.add_argument("--baseline", choices=[b for b in BASELINES if b], help="train a baseline instead")
-    train = parser.add_argument_group("training")
-    train.add_argument("--strategy", default="full",
-                       choices=["feature_extraction", "top_k", "full", "gradual_unfreezing"])
-    train.add_argument("--top-k", type=int)
-    train.add_argument("--epochs", type=int, default=3)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=2e-5)
-    train.add_argument("--head-learning-rate", type=float)
-    train.add_argument("--discriminative-decay", type=float, help="per-group learning-rate factor, e.g. 0.8")
-    train.add_argument("--warmup-ratio", type=float, default=0.1)
-    train.add_argument("--schedule", default="linear", choices=["linear", "slanted_triangular", "constant"])
-    train.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
-    train.add_argument("--save-every-steps", type=int)
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
-    train.add_argument("--seed", type=int, default=0)
+    add_training_arguments(parser.add_argument_group("training (nlptl.TrainConfig)"))
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--output-dir", required=True, help="the run directory to write")
+
+
+def add_training_arguments(group) -> None:
+    """One flag per ``TrainConfig`` field marked for the CLI: names, defaults, choices and help come from there."""
+    for f in fields(TrainConfig):
+        if not f.metadata.get("cli"):
+            continue
+        annotation = str(f.type)
+        kind = int if annotation.startswith("int") else float if annotation.startswith("float") else str
+        default = None if f.default is None else f.default
+        text = f.metadata["help"] + (f" (default: {default})" if default is not None else "")
+        group.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
+                           choices=f.metadata.get("choices"), help=text)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -90,8 +92,9 @@ def cmd_evaluate(args) -> None:
 
     model = TransferModel.from_pretrained(Path(args.run) / "model")
     dataset = _load_eval_data(args, model)
-    columns = {"text_column": "text", "label_column": "label"} if model.head.task == "classification" else {}
-    metrics = evaluate(model, dataset, batch_size=args.batch_size, **columns)
+    from .heads import head_class
+
+    metrics = evaluate(model, dataset, batch_size=args.batch_size, **head_class(model.head.task).run_columns(dataset))
     name = f"eval-{args.dataset}-{args.split}.json" if args.dataset else f"eval-{Path(args.eval_file).stem}.json"
     (Path(args.run) / name).write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
@@ -106,9 +109,16 @@ def cmd_predict(args) -> None:
         texts += [line.rstrip("\n") for line in open(args.input_file, encoding="utf-8") if line.strip()]
     if not texts:
         raise ValueError("nothing to predict: give --text TEXT (repeatable) or --input-file FILE (one text per line)")
-    labels, probabilities = model.predict(texts, batch_size=args.batch_size, return_probabilities=True)
-    for text, label, probs in zip(texts, labels, probabilities):
-        print(json.dumps({"text": text, "label": label, "probabilities": dict(zip(model.labels, probs.round(4).tolist()))}))
+    if model.head.task != "text-classification":
+        from .model import _eval_mode
+
+        with _eval_mode(model):
+            predictions = model.head.predict(model, texts, batch_size=args.batch_size)
+    else:
+        labels, probabilities = model.predict(texts, batch_size=args.batch_size, return_probabilities=True)
+        predictions = list(zip(labels, probabilities))
+    for text, prediction in zip(texts, predictions):
+        print(json.dumps(model.head.describe_prediction(text, prediction)))
 
 
 def cmd_report(args) -> None:

@@ -1,21 +1,23 @@
-"""``TransferModel``: a pretrained encoder plus a task head, saved and restored as one artefact.
+"""``TransferModel``: one pretrained encoder plus one or more task heads, saved as one artefact.
+
+One head (``TransferModel(encoder, head, labels)``) is inductive transfer to one task; several
+named heads on the same encoder (``heads={"sst2": ..., "ag_news": ...}``) are hard parameter
+sharing (multi-task learning): every task trains the shared encoder, each its own head.
 
 Artefact layout (safetensors + JSON, no pickle)::
 
-    out/nlptl_model.json       head task + config, labels, strategy, preprocessing settings
-    out/head.safetensors       head weights
-    out/encoder/               the encoder, as ``Encoder.save_pretrained`` writes it
+    out/nlptl_model.json        heads (task, config, labels), the default head, training settings
+    out/heads/<name>.safetensors one file of weights per head
+    out/encoder/                the encoder, as ``Encoder.save_pretrained`` writes it
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -24,117 +26,229 @@ from .encoders import Encoder, load_encoder
 from .heads import Head, head_class
 
 MODEL_CONFIG_NAME = "nlptl_model.json"
+DEFAULT_HEAD = "default"  # the name of the one head of a single-task model
+_HEAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a file name and a metric prefix
 
 
 class TransferModel(nn.Module):
-    """Encoder + head. ``forward(batch)`` returns the head's outputs (with "loss" given targets)."""
+    """Encoder + head(s). ``forward(batch, head=None)`` returns that head's outputs."""
 
-    def __init__(self, encoder: Encoder, head: Head, labels: Sequence[str] | None = None) -> None:
+    def __init__(self, encoder: Encoder, head: Head | None = None, labels: Any = None, *,
+                 heads: Mapping[str, Head] | None = None) -> None:
         super().__init__()
         if not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be an nlptl Encoder (see nlptl.load_encoder), got {type(encoder).__name__}")
+        if (head is None) == (heads is None):
+            raise TypeError("give exactly one of head= (one task) or heads={name: head} (several tasks on one encoder)")
+        if heads is None:
+            heads, labels = {DEFAULT_HEAD: head}, {DEFAULT_HEAD: labels}
+        elif labels is not None and not isinstance(labels, Mapping):
+            raise TypeError("with heads={...}, labels must be a dict {head name: [label names]}")
+        if not heads:
+            raise ValueError("heads={} is empty: give at least one head")
+        labels = dict(labels or {})
+        unknown = sorted(set(labels) - set(heads))
+        if unknown:
+            raise ValueError(f"labels names head(s) {unknown} that are not in heads {sorted(heads)}")
+        self.encoder = encoder
+        self.heads = nn.ModuleDict()
+        self._fresh: set[str] = set()  # built here, never trained or loaded: fit initialises them under its seed
+        for name, one in heads.items():
+            self._add_head(name, one, labels.get(name))
+        self.default_head = next(iter(heads))
+        self.training_info: dict[str, Any] = {}  # settings of the last fit, saved with the model
+
+    def _add_head(self, name: str, head: Head, labels: Sequence[str] | None) -> None:
+        if not isinstance(name, str) or not _HEAD_NAME.match(name):
+            raise ValueError(f"head name {name!r}: use letters, digits, '_', '.' or '-' (it names a file)")
         if not isinstance(head, Head):
-            raise TypeError(f"head must be an nlptl Head (see nlptl.heads), got {type(head).__name__}")
-        self.encoder, self.head = encoder, head
+            raise TypeError(f"head {name!r} must be an nlptl Head (see nlptl.heads), got {type(head).__name__}")
         if labels is not None:
+            if isinstance(labels, str) or not isinstance(labels, Sequence):
+                raise TypeError(f"labels for head {name!r} must be a list of names, got {type(labels).__name__}")
             labels = [str(label) for label in labels]
             num_labels = getattr(head, "num_labels", None)
             if num_labels is not None and len(labels) != num_labels:
-                raise ValueError(f"labels has {len(labels)} names but the head has num_labels={num_labels}")
+                raise ValueError(f"labels has {len(labels)} names but head {name!r} has num_labels={num_labels}")
             if len(set(labels)) != len(labels):
-                raise ValueError(f"labels has duplicates: {labels}")
-        self.labels = labels
+                raise ValueError(f"labels for head {name!r} has duplicates: {labels}")
         head.labels = labels
         if not head.is_built:
-            head.build(encoder)
-        elif head.num_features != encoder.num_features:
-            raise ValueError(f"head was built for width {head.num_features}, encoder gives {encoder.num_features}")
-        self.training_info: dict[str, Any] = {}  # strategy and settings of the last fit, saved with the model
+            head.build(self.encoder)
+            self._fresh.add(name)
+        elif head.num_features != self.encoder.num_features:
+            raise ValueError(f"head {name!r} was built for width {head.num_features}, "
+                             f"the encoder gives {self.encoder.num_features}")
+        self.heads[name] = head
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # ----- heads -------------------------------------------------------------------------------
+
+    @property
+    def head(self) -> Head:
+        """The default head (the only one of a single-task model)."""
+        return self.heads[self.default_head]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.head.labels
+
+    def get_head(self, name: str | None = None) -> Head:
+        if name is None:
+            return self.head
+        if name not in self.heads:
+            raise KeyError(f"no head {name!r}; this model's heads are {list(self.heads)}")
+        return self.heads[name]
+
+    def head_for(self, source: str) -> str:
+        """The head that trains on data source ``source``: its namesake, else the only head."""
+        if source in self.heads:
+            return source
+        if len(self.heads) == 1:
+            return self.default_head
+        raise ValueError(f"data source {source!r} matches none of the heads {list(self.heads)}: name each "
+                         "training dataset after the head it trains")
+
+    def initialize_fresh_heads(self) -> list[str]:
+        """Re-create the layers of heads nobody has trained or loaded, from the current RNG state.
+
+        ``fit`` calls this right after seeding, so a head built before ``fit`` starts from the same
+        weights as one built inside it: the seed fixes the whole run.
+        """
+        names = sorted(self._fresh)
+        for name in names:
+            self.heads[name]._build(self.encoder.num_features)
+        self._fresh.clear()
+        return names
+
+    # ----- forward and inference --------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor], head: str | None = None) -> dict[str, torch.Tensor]:
         output = cached_output(self.encoder, batch)  # a cached batch skips the frozen part of the encoder
         if output is None:
             encoder_frozen = not any(p.requires_grad for p in self.encoder.parameters())
             with torch.set_grad_enabled(torch.is_grad_enabled() and not encoder_frozen):
                 output = self.encoder(batch)  # no autograd graph at all for a frozen encoder
-        return self.head(output, batch)
+        result = self.get_head(head)(output, batch)
+        if "losses" in result and "loss" not in result:
+            result["loss"] = result["losses"].mean()
+        return result
 
-    # ----- inference -----------------------------------------------------------------------------
+    def predict(self, inputs: Sequence[Any], text_pairs: Sequence[str] | None = None, batch_size: int = 32,
+                return_probabilities: bool = False, head: str | None = None):
+        """Predicted label names (ids without names); with probabilities on request."""
+        one = self.get_head(head)
+        if one.task != "text-classification":
+            raise TypeError(f"predict() is for text classification; head {head or self.default_head!r} is "
+                            f"{one.task!r} (use answer() for extractive QA)")
+        inputs = _check_inputs(inputs, "inputs", batch_size)
+        if text_pairs is not None:
+            text_pairs = _check_inputs(text_pairs, "text_pairs", batch_size)
+            if len(text_pairs) != len(inputs):
+                raise ValueError(f"got {len(inputs)} inputs but {len(text_pairs)} text_pairs; pass one pair each")
+        with _eval_mode(self):
+            return one.predict(self, inputs, batch_size=batch_size, text_pairs=text_pairs,
+                               return_probabilities=return_probabilities, head=head)
 
-    @torch.inference_mode()
-    def predict(
-        self,
-        inputs: Sequence[Any],
-        text_pairs: Sequence[str] | None = None,
-        batch_size: int = 32,
-        return_probabilities: bool = False,
-    ):
-        """Predicted label names (or ids without names); with probabilities on request."""
-        if self.head.task != "classification":
-            raise TypeError(f"predict() is for classification; this model's head is {self.head.task!r}")
-        was_training = self.training
-        self.eval()
-        probabilities = []
-        try:
-            for start in range(0, len(inputs), batch_size):
-                pairs = None if text_pairs is None else list(text_pairs[start : start + batch_size])
-                args = (list(inputs[start : start + batch_size]),) + ((pairs,) if pairs is not None else ())
-                batch = {k: v.to(self.encoder.device) for k, v in self.encoder.preprocess(*args).items()}
-                logits = self(batch)["logits"].float()
-                probs = torch.sigmoid(logits) if self.head.multi_label else torch.softmax(logits, -1)
-                probabilities.append(probs.cpu().numpy())
-        finally:
-            self.train(was_training)
-        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, self.head.num_labels))
-        names = self.labels or list(range(self.head.num_labels))
-        if self.head.multi_label:
-            predictions = [[names[j] for j in np.flatnonzero(row > 0.5)] for row in probs]
-        else:
-            predictions = [names[j] for j in probs.argmax(-1)]
-        return (predictions, probs) if return_probabilities else predictions
-
-    def answer(self, questions: Sequence[str], contexts: Sequence[str], batch_size: int = 32) -> list[dict]:
+    def answer(self, questions: Sequence[str], contexts: Sequence[str], batch_size: int = 32,
+               head: str | None = None) -> list[dict]:
         """Extractive QA: [{"answer", "score", "start", "end"}] with character offsets into each context."""
-        if self.head.task != "extractive_qa":
-            raise TypeError(f"answer() is for extractive QA; this model's head is {self.head.task!r}")
-        from .heads.qa import predict_answers
-
-        return predict_answers(self.encoder, self.head, questions, contexts, batch_size=batch_size)
+        one = self.get_head(head)
+        if one.task != "extractive-qa":
+            raise TypeError(f"answer() is for extractive QA; head {head or self.default_head!r} is {one.task!r}")
+        questions = _check_inputs(questions, "questions", batch_size)
+        with _eval_mode(self):
+            return one.predict(self, questions, batch_size=batch_size, contexts=contexts, head=head)
 
     # ----- one artefact --------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the whole model atomically: a crash mid-save never leaves a half-written directory."""
+        """Write the whole model into ``directory`` atomically (see ``nlptl.artifacts``)."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        def write(staging: Path) -> None:
             self.encoder.save_pretrained(staging / "encoder")
-            head_state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-            save_file(head_state, str(staging / "head.safetensors"))
-            payload = {"head": {"task": self.head.task, "config": self.head.config()}, "labels": self.labels,
-                       "training": self.training_info}
+            (staging / "heads").mkdir()
+            for name, one in self.heads.items():
+                state = {k: v.detach().contiguous().cpu() for k, v in one.state_dict().items()}
+                save_file(state, str(staging / "heads" / f"{name}.safetensors"))
+            payload = {"heads": {name: {"task": one.task, "config": one.config(), "labels": one.labels}
+                                 for name, one in self.heads.items()},
+                       "default_head": self.default_head, "training": self.training_info}
             (staging / MODEL_CONFIG_NAME).write_text(json.dumps(payload, indent=2, default=str))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+        _save_directory(directory, write)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "TransferModel":
+    def from_pretrained(cls, directory: str | os.PathLike, trust_remote_code: bool = False) -> "TransferModel":
+        """Load a saved model; nothing a file names is imported unless ``trust_remote_code=True``."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
         config_file = directory / MODEL_CONFIG_NAME
         if not config_file.is_file():
             raise FileNotFoundError(f"{directory} is not a saved TransferModel: {MODEL_CONFIG_NAME} is missing")
-        payload = json.loads(config_file.read_text())
-        encoder = load_encoder(directory / "encoder")
-        head = head_class(payload["head"]["task"])(**payload["head"]["config"])
-        model = cls(encoder, head, labels=payload.get("labels"))
-        model.head.load_state_dict(load_file(str(directory / "head.safetensors")))
+        try:
+            payload = json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{config_file} is not valid JSON ({error}); the saved model is damaged") from None
+        encoder = load_encoder(directory / "encoder", **({"trust_remote_code": True} if trust_remote_code else {}))
+        if "head" in payload:  # the one-head layout of nlptl 0.1
+            specs = {DEFAULT_HEAD: {**payload["head"], "labels": payload.get("labels")}}
+            files = {DEFAULT_HEAD: directory / "head.safetensors"}
+            default = DEFAULT_HEAD
+        else:
+            specs = payload["heads"]
+            files = {name: directory / "heads" / f"{name}.safetensors" for name in specs}
+            default = payload.get("default_head", next(iter(specs)))
+        heads = {name: head_class(spec["task"])(**spec["config"]) for name, spec in specs.items()}
+        model = cls(encoder, heads=heads, labels={name: spec.get("labels") for name, spec in specs.items()})
+        model.default_head = default
+        for name, one in model.heads.items():
+            one.load_state_dict(load_file(str(files[name])))
+        model._fresh.clear()
         model.training_info = payload.get("training", {})
         return model.eval()
+
+
+def _save_directory(directory: str | os.PathLike, write) -> None:
+    # TODO(issue 15): nlptl.artifacts.save_directory (refuses foreign directories, atomic swap)
+    import shutil
+    import tempfile
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write(staging)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class _eval_mode:
+    """Eval mode for inference, restoring the previous mode afterwards."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.model.train(self.was_training)
+
+
+def _check_inputs(inputs: Any, name: str, batch_size: Any) -> list:
+    """A list of inputs: one string is refused (it would be predicted character by character)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
+    if inputs is None:
+        raise TypeError(f"{name} is None; pass a list of texts, e.g. ['what a film']")
+    if isinstance(inputs, (str, bytes)):
+        raise TypeError(f"{name} is one string; pass a list of texts, e.g. [{inputs[:30]!r}]")
+    try:
+        return list(inputs)
+    except TypeError:
+        raise TypeError(f"{name} is a {type(inputs).__name__}; pass a list of texts") from None

@@ -27,14 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_text_atomically
+from .config import TrainConfig, option, training_fields
+from .heads import head_class, task_names
 
-TASKS = ("text-classification", "extractive-qa")
 BASELINES = (None, "from_scratch", "tfidf_lr")
 
 
-@dataclass
-class RunConfig:
-    output_dir: str
+@dataclass(kw_only=True)
+class RunConfig(TrainConfig):
+    """Data and model settings of a run; the training settings are ``TrainConfig``'s, inherited."""
+
+    output_dir: str = option(None, "the run directory to write", cli=False)
     task: str = "text-classification"
     name: str | None = None
     # data: a named dataset (local copy under data_dir or the hub) or your own files
@@ -57,25 +60,14 @@ class RunConfig:
     pooling: str = "mean"
     hidden_size: int | None = None
     baseline: str | None = None
-    # training (see nlptl.fit)
-    strategy: str = "full"
-    top_k: int | None = None
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    head_learning_rate: float | None = None
-    discriminative_decay: float | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    schedule: str = "linear"
-    mixed_precision: str = "no"
-    save_every_steps: int | None = None
-    resume: bool = False
-    seed: int = 0
+    # training: every TrainConfig field (strategy, epochs, learning_rate, seed, ...)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}")
+        if not self.output_dir:
+            raise ValueError("output_dir is required: the run directory to write (CLI: --output-dir)")
+        super().__post_init__()
+        if self.task not in task_names():
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(task_names())}")
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}; choose one of {BASELINES[1:]}")
         if self.baseline != "tfidf_lr" and not self.encoder:
@@ -132,10 +124,8 @@ def resolve_encoder_source(name: str) -> tuple[str, str | None]:
 
 
 def build_model(config: RunConfig, train, evaluation=None):
-    import torch
-
+    """Encoder (with from_scratch: reinitialised under the run's seed) plus the task's head."""
     from . import TransferModel, load_encoder
-    from .heads import ClassificationHead, head_class
 
     source, kind = resolve_encoder_source(config.encoder)
     options = dict(config.encoder_options)
@@ -144,25 +134,25 @@ def build_model(config: RunConfig, train, evaluation=None):
         # need not sit in memory for a task that reads 15k of them.
         texts = list(train["text"]) + (list(evaluation["text"]) if evaluation is not None else [])
         options.setdefault("vocab_from", texts)
-    torch.manual_seed(config.seed)
     encoder = load_encoder(source, kind=config.encoder_kind or kind, **options)
     if config.baseline == "from_scratch":
-        reinitialize(encoder)
-    if config.task == "extractive-qa":
-        return TransferModel(encoder, head_class("extractive_qa")())
-    labels = train.features["label"].names  # load_splits names the label column "label"
-    head = ClassificationHead(len(labels), pooling=config.pooling, hidden_size=config.hidden_size)
+        reinitialize(encoder, config.seed)
+    head, labels = head_class(config.task).for_run(config, train)
     return TransferModel(encoder, head, labels=labels)
 
 
-def reinitialize(encoder) -> None:
-    """Same architecture, random weights: every submodule's own ``reset_parameters``."""
+def reinitialize(encoder, seed: int = 0) -> None:
+    """Same architecture, random weights: every submodule's own ``reset_parameters``, under ``seed``.
+
+    The global RNG is left as it was: the run's own seeding (in ``fit``) is not disturbed.
+    """
     import torch
 
-    torch.manual_seed(0)
-    for module in encoder.modules():
-        if hasattr(module, "reset_parameters") and module is not encoder:
-            module.reset_parameters()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in encoder.modules():
+            if hasattr(module, "reset_parameters") and module is not encoder:
+                module.reset_parameters()
 
 
 def run(config: RunConfig, command: str | None = None) -> Path:
@@ -170,8 +160,9 @@ def run(config: RunConfig, command: str | None = None) -> Path:
     from .data import dataset_fingerprint
 
     out = Path(config.output_dir)
+    _check_precision(config)
+    train, evaluation = load_splits(config)  # bad data fails here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    train, evaluation = load_splits(config)
     record = {**asdict(config), "name": config.name or out.name, "command": command or " ".join(sys.argv),
               "environment": environment(),
               "data_fingerprint": {"train": dataset_fingerprint(train), "eval": dataset_fingerprint(evaluation)}}
@@ -181,9 +172,20 @@ def run(config: RunConfig, command: str | None = None) -> Path:
         result, predictions = _tfidf_baseline(config, train, evaluation)
     else:
         result, predictions = _train(config, train, evaluation)
+        record["applied"] = result.get("extra", {}).get("config")  # defaults as filled in: learning rates
+        write_text_atomically(out / "config.json", json.dumps(record, indent=2))
     result.setdefault("train_seconds", time.perf_counter() - started)
     write_results(out, result, predictions, train_size=len(train), eval_size=len(evaluation))
     return out
+
+
+def _check_precision(config: RunConfig) -> None:
+    """fp16 needs a GPU: refuse it up front rather than train in fp32 and record fp16."""
+    if config.mixed_precision == "fp16" and config.baseline != "tfidf_lr":
+        import torch
+
+        if config.cpu or not torch.cuda.is_available():
+            raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' or 'no' (--mixed-precision)")
 
 
 def write_results(out: Path, result: dict, predictions: dict | None, train_size: int, eval_size: int) -> None:
@@ -199,23 +201,12 @@ def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
     from .training import fit
 
     model = build_model(config, train, evaluation)
-    columns = {} if config.task == "extractive-qa" else {
-        "text_column": "text", "label_column": "label", **({"text_pair_column": "text_pair"} if "text_pair" in train.column_names else {})}
-    result = fit(model, train, evaluation, strategy=config.strategy, top_k=config.top_k, epochs=config.epochs,
-                 batch_size=config.batch_size, learning_rate=config.learning_rate,
-                 head_learning_rate=config.head_learning_rate, discriminative_decay=config.discriminative_decay,
-                 weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, schedule=config.schedule,
-                 mixed_precision=config.mixed_precision, output_dir=config.output_dir,
-                 save_every_steps=config.save_every_steps, resume=config.resume, seed=config.seed, **columns)
-    summary = asdict(result)
-    predictions = None
-    if config.task == "text-classification":
-        pairs = evaluation["text_pair"] if "text_pair" in evaluation.column_names else None
-        predicted = model.predict(list(evaluation["text"]), text_pairs=pairs, batch_size=config.batch_size * 2)
-        labels = model.labels
-        predictions = {"labels": labels, "references": list(evaluation["label"]),
-                       "predictions": [labels.index(p) for p in predicted]}
-    return summary, predictions
+    training = TrainConfig.from_kwargs(TrainConfig(**training_fields(config)),
+                                       columns={**head_class(config.task).run_columns(train), **config.columns})
+    result = fit(model, train, evaluation, config=training)
+    model.eval()
+    predictions = model.head.predictions_record(model, evaluation, batch_size=config.batch_size * 2)
+    return asdict(result), predictions
 
 
 def _tfidf_baseline(config: RunConfig, train, evaluation) -> tuple[dict, dict]:

@@ -1,28 +1,39 @@
 """The one training loop, on Accelerate: CPU, one GPU, or many under ``accelerate launch``.
 
-``fit`` reads as: prepare rows -> build loaders -> freeze per strategy -> optimizer of trainable
-parameters -> (resume) -> epochs of accumulate/clip/step -> evaluate with gather_for_metrics.
+``fit`` reads as: validate the config -> seed -> prepare each named source -> freeze per strategy
+-> objective setup -> optimizer of trainable parameters -> (resume) -> epochs of steps, each step
+asking the *objective* for a loss over that step's batches -> evaluate with gather_for_metrics.
+
+What a step trains on is the objective's business (``nlptl/objectives``), which sources are in a
+step is the step plan's (``nlptl/sources.py``); this file only runs the loop.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from .cache import FeatureCache
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, training_fields
 from .encoders.base import ModelInput
 from .model import TransferModel
-from .strategies import (Strategy, apply_freezing, build_scheduler, count_parameters, parameter_groups,
-                         set_frozen_modules_to_eval)
+from .objectives import Objective, Supervised, TrainStep
+from .sources import Source, SourceStream, StepPlan
+from .strategies import (Strategy, apply_freezing, build_scheduler, count_parameters, default_learning_rates,
+                         parameter_groups, set_frozen_modules_to_eval)
+
+SINGLE_SOURCE = "train"  # the name of the one source when train_data is one dataset
 
 
 @dataclass
@@ -37,230 +48,229 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def fit(
-    model: TransferModel,
-    train_data: Any,
-    eval_data: Any = None,
-    *,
-    strategy: str = "full",
-    top_k: int | None = None,
-    epochs: int = 3,
-    batch_size: int = 32,
-    eval_batch_size: int | None = None,
-    learning_rate: float = 2e-5,
-    head_learning_rate: float | None = None,
-    discriminative_decay: float | None = None,
-    weight_decay: float = 0.01,
-    schedule: str = "linear",
-    warmup_ratio: float = 0.1,
-    gradient_accumulation_steps: int = 1,
-    max_grad_norm: float | None = 1.0,
-    mixed_precision: str = "no",
-    early_stopping_metric: str | None = None,
-    early_stopping_patience: int = 2,
-    output_dir: str | None = None,
-    save_every_steps: int | None = None,
-    save_total_limit: int = 2,
-    resume: bool = False,
-    seed: int = 0,
-    cpu: bool = False,
-    progress: bool = True,
-    cache_features: bool | None = None,
-    cache_dtype: str = "float32",
-    cache_max_memory_mb: float = 2048,
-    group_by_length: bool = False,
-    **columns: str,
-) -> FitResult:
-    """Train ``model`` on ``train_data`` with a freezing ``strategy``; see the README for every option."""
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+class _Trainee(nn.Module):
+    """Model and objective as one module: one forward per step (what DDP needs), one state to checkpoint."""
+
+    def __init__(self, model: TransferModel, objective: Objective) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batches: dict[str, dict[str, torch.Tensor]], step: TrainStep) -> Any:
+        return self.objective.loss(self.model, batches, step)
+
+
+def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config: TrainConfig | None = None,
+        objective: Objective | None = None, **options: Any) -> FitResult:
+    """Train ``model`` on ``train_data`` (a dataset, or ``{name: dataset}``); see ``TrainConfig`` for options."""
     from accelerate.utils import set_seed
 
+    cfg = TrainConfig.from_kwargs(config, **options)
+    objective = objective if objective is not None else Supervised()
+    if not isinstance(model, TransferModel):
+        raise TypeError(f"model must be an nlptl.TransferModel, got {type(model).__name__}")
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be an nlptl.objectives.Objective, got {type(objective).__name__}")
     started = time.perf_counter()  # training time includes preparing rows and any feature cache
-    plan = Strategy(strategy, top_k)
+    plan = Strategy(cfg.strategy, cfg.top_k)
     groups = model.encoder.layer_groups()
     plan.validate(len(groups))
-    if resume and output_dir is None:
-        raise ValueError("resume=True needs output_dir= (where the checkpoints are)")
-    if save_every_steps and output_dir is None:
-        raise ValueError("save_every_steps needs output_dir= to write checkpoints into")
-    # Unused parameters are normal here (a BERT pooler the features skip, groups frozen mid-run).
-    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps, cpu=cpu,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed), kwargs_handlers=kwargs,
-    )
-    set_seed(seed)
-    out = Path(output_dir) if output_dir else None
+    train_sets, eval_sets = _named(train_data, "train_data", SINGLE_SOURCE), _named(eval_data, "eval_data", None)
+    heads = {name: model.head_for(name) for name in train_sets}
+    eval_heads = {name: model.head_for(name) if name is not None else model.default_head for name in eval_sets}
+    accelerator = _accelerator(cfg)
+    set_seed(cfg.seed)
+    model.initialize_fresh_heads()  # under the seed: a head built before fit starts like one built in it
+    encoder_lr, head_lr = default_learning_rates(plan.name, model.encoder, cfg.learning_rate, cfg.head_learning_rate)
+
+    sources = [_prepare_source(model, name, data, heads[name], cfg, objective) for name, data in train_sets.items()]
+    eval_rows = {name: model.get_head(eval_heads[name]).prepare(model.encoder, data, train=False, **cfg.columns)
+                 for name, data in eval_sets.items()}
+    out = Path(cfg.output_dir) if cfg.output_dir else None
     if out is not None and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        if resume is False and (out / "log.jsonl").exists():
+        if not cfg.resume and (out / "log.jsonl").exists():
             (out / "log.jsonl").unlink()  # a fresh run starts a fresh log
 
-    head, encoder = model.head, model.encoder
-    train_rows = head.prepare(encoder, train_data, train=True, **columns)
-    eval_rows = head.prepare(encoder, eval_data, train=False, **columns) if eval_data is not None else None
     # DDP registers only parameters that require grad when wrapped: for gradual unfreezing, all must.
-    n_trainable = plan.trainable_groups(len(groups), epoch=0)
-    apply_freezing(model, len(groups) if plan.name == "gradual_unfreezing" else n_trainable)
-    model = accelerator.prepare(model)
-    core = accelerator.unwrap_model(model)
+    apply_freezing(model, len(groups) if plan.name == "gradual_unfreezing" else plan.trainable_groups(len(groups), 0))
+    objective.setup(model)
+    trainee = accelerator.prepare(_Trainee(model, objective))
+    core: _Trainee = accelerator.unwrap_model(trainee)
 
-    # Below a fixed freeze line nothing changes: compute it once (see nlptl/cache.py).
-    cache_mode, boundary, cache_reason = _cache_plan(plan, core, len(groups), train_rows, cache_features,
+    # Below a fixed freeze line nothing changes: compute it once per source (see nlptl/cache.py).
+    cache_mode, boundary, cache_reason = _cache_plan(plan, model, len(groups), sources[0].rows, cfg.cache_features,
                                                      accelerator.device)
-    collate = lambda rows: head.collate(encoder, rows)  # noqa: E731
-    eval_collate = collate
-    caches: list[FeatureCache] = []
+    caches: dict[str, FeatureCache] = {}
+    eval_collates = {name: _collate(model, eval_heads[name]) for name in eval_rows}
     if cache_mode:
-        cache_dir = out / "feature_cache" if out is not None else None
-        caches = [FeatureCache.build(core, rows, eval_batch_size or batch_size, accelerator.device, cache_dtype,
-                                     progress and accelerator.is_local_main_process, cache_dir, cache_max_memory_mb,
-                                     boundary)
-                  for rows in (train_rows, eval_rows) if rows]
-        collate = lambda rows: caches[0].collate(head, encoder, rows)  # noqa: E731
-        eval_collate = (lambda rows: caches[1].collate(head, encoder, rows)) if eval_rows else None  # noqa: E731
-        if progress:
-            accelerator.print(f"cached {cache_mode}: {sum(c.nbytes for c in caches) / 2**20:.1f} MiB ({cache_dtype})")
-    # The loader's own generator keeps its per-iterator seed draw off the global RNG, so a resumed run
-    # draws dropout masks exactly as an unbroken one.
-    sampling = dict(shuffle=True, generator=torch.Generator().manual_seed(seed))
-    if group_by_length:  # batches of similar lengths pad less; still a seeded shuffle per epoch
-        sampler = _LengthGroupedSampler(batch_size, [len(r["input"]) for r in train_rows], seed)
-        sampling = dict(sampler=sampler, generator=torch.Generator().manual_seed(seed))
-    train_loader = DataLoader(_Rows(train_rows), batch_size=batch_size, collate_fn=collate, **sampling)
-    train_loader = accelerator.prepare(train_loader)
-    eval_loader = None
-    if eval_rows:
-        eval_loader = accelerator.prepare(_eval_loader(eval_rows, eval_batch_size or batch_size, eval_collate))
+        def build(rows, head):
+            directory = out / "feature_cache" if out is not None else None
+            return FeatureCache.build(model, rows, cfg.eval_batch_size or cfg.batch_size, accelerator.device,
+                                      cfg.cache_dtype, cfg.progress and accelerator.is_local_main_process, directory,
+                                      cfg.cache_max_memory_mb, boundary, head=model.get_head(head))
+        for source in sources:
+            caches[source.name] = build(source.rows, source.head)
+            source.collate = _cached_collate(caches[source.name], model, source)
+        for name, rows in eval_rows.items():
+            caches[f"eval:{name}"] = build(rows, eval_heads[name])
+            eval_collates[name] = _cached_collate(caches[f"eval:{name}"], model, None, eval_heads[name])
+        if cfg.progress:
+            accelerator.print(f"cached {cache_mode}: {sum(c.nbytes for c in caches.values()) / 2**20:.1f} MiB "
+                              f"({cfg.cache_dtype})")
+    mode = cfg.task_sampling or ("all" if objective.sampling == "all" else "proportional")
+    streams = {s.name: SourceStream(len(s.rows), cfg.batch_size, cfg.seed, i, s.lengths if cfg.group_by_length
+                                    else None, accelerator.num_processes, accelerator.process_index)
+               for i, s in enumerate(sources)}
+    steps = StepPlan([s.name for s in sources], [len(s.rows) for s in sources],
+                     [streams[s.name].batches_per_pass for s in sources], mode, cfg.seed, cfg.sampling_temperature,
+                     cfg.epoch_source)
+    eval_loaders = {name: _eval_loader(rows, cfg.eval_batch_size or cfg.batch_size, eval_collates[name])
+                    for name, rows in eval_rows.items()}
+    eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
 
-    start_epoch = _resume_epoch(out) if resume else 0
-    trainable_names = apply_freezing(core, plan.trainable_groups(len(groups), start_epoch))
-    lr_args = dict(learning_rate=learning_rate, head_learning_rate=head_learning_rate,
-                   discriminative_decay=discriminative_decay, weight_decay=weight_decay)
-    optimizer = _adamw(parameter_groups(core, **lr_args))
-    steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
-    total_steps = steps_per_epoch * epochs
-    scheduler = build_scheduler(optimizer, schedule, total_steps, int(warmup_ratio * total_steps))
-    optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+    start_epoch = _resume_epoch(out) if cfg.resume else 0
+    trainable_names = apply_freezing(model, plan.trainable_groups(len(groups), start_epoch))
+    lr_args = dict(learning_rate=encoder_lr, head_learning_rate=head_lr, discriminative_decay=cfg.discriminative_decay,
+                   weight_decay=0.0 if objective.replaces_weight_decay else cfg.weight_decay)
+    optimizer = _adamw(parameter_groups(model, **lr_args) + _objective_groups(objective, head_lr, cfg.weight_decay))
+    optimizer_steps_per_epoch = math.ceil(steps.steps_per_epoch / cfg.gradient_accumulation_steps)
+    total_steps = optimizer_steps_per_epoch * cfg.epochs
+    scheduler = build_scheduler(optimizer, cfg.schedule, total_steps, int(cfg.warmup_ratio * total_steps))
+    optimizer = accelerator.prepare(optimizer)
+    accelerator.register_for_checkpointing(scheduler)
 
     state = {"epoch": 0, "batches_done": 0, "global_step": 0, "history": [], "best": None, "best_epoch": None,
-             "bad_epochs": 0, "train_seconds": 0.0}
+             "bad_epochs": 0, "train_seconds": 0.0, "streams": {n: s.position for n, s in streams.items()}}
     best_weights = None
-    if resume:
+    if cfg.resume:
         state, best_weights = load_checkpoint(accelerator, out)
+        for name, position in state["streams"].items():
+            streams[name].position = list(position)
         accelerator.print(f"resumed from step {state['global_step']} (epoch {state['epoch']}, "
                           f"batch {state['batches_done']})")
     log = _Log(out, accelerator)
-    if not cache_mode:
-        log.write({"type": "feature_cache", "mode": None, "reason": cache_reason})
-    for name, cache in zip(("train", "eval"), caches):
-        log.write({"type": "feature_cache", "mode": cache_mode, "split": name, "mib": round(cache.nbytes / 2**20, 1),
-                   "dtype": cache_dtype, "on_disk": str(cache.location) if cache.location else None,
-                   "reused": cache.reused, "reason": cache_reason})
+    _log_caches(log, cache_mode, cache_reason, caches, cfg.cache_dtype)
     stopped_early = False
     started -= state["train_seconds"]  # a resumed run counts the time already spent
+    gas = cfg.gradient_accumulation_steps
 
-    for epoch in range(state["epoch"], epochs):
-        names = apply_freezing(core, plan.trainable_groups(len(groups), epoch))
+    for epoch in range(state["epoch"], cfg.epochs):
+        names = apply_freezing(model, plan.trainable_groups(len(groups), epoch))
         if names != trainable_names:  # gradual unfreezing moved the line: give the optimizer the new groups
-            _add_new_parameter_groups(optimizer, scheduler, parameter_groups(core, **lr_args))
+            _add_new_parameter_groups(optimizer, scheduler, parameter_groups(model, **lr_args))
             trainable_names = names
             log.write({"type": "unfreeze", "epoch": epoch, "trainable_groups": names})
-        model.train()
-        set_frozen_modules_to_eval(core)
-        train_loader.set_epoch(epoch)
+        trainee.train()
+        set_frozen_modules_to_eval(model)
         skip = state["batches_done"] if epoch == state["epoch"] else 0
-        batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
-        if skip and hasattr(batches, "set_epoch"):
-            batches.set_epoch(epoch)
         losses: list[float] = state.pop("epoch_losses", []) if skip else []
-        bar = _progress(accelerator, progress, len(train_loader), skip, f"epoch {epoch + 1}/{epochs}")
-        for batch_index, batch in enumerate(batches, start=skip):
-            with accelerator.accumulate(model):
-                loss = model(batch)["loss"]
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            losses.append(loss.item())
-            if accelerator.sync_gradients:
-                state["global_step"] += 1
-                log.write({"type": "step", "step": state["global_step"], "epoch": epoch, "loss": losses[-1],
-                           "lr": scheduler.get_last_lr()[0]})
-                bar.update(1)
-                if save_every_steps and state["global_step"] % save_every_steps == 0:
-                    state.update(epoch=epoch, batches_done=batch_index + 1, epoch_losses=losses,
-                                 train_seconds=time.perf_counter() - started)
-                    save_checkpoint(accelerator, out, state["global_step"], state, keep=save_total_limit,
-                                    best_weights=best_weights)
-                    state.pop("epoch_losses")
+        bar = _progress(accelerator, cfg.progress, optimizer_steps_per_epoch, skip // gas,
+                        f"epoch {epoch + 1}/{cfg.epochs}")
+        for batch_index in range(skip, steps.steps_per_epoch):
+            batches = {name: _batch(sources_by_name(sources, name), streams[name], accelerator.device)
+                       for name in steps.sources_at(epoch, batch_index)}
+            sync = (batch_index + 1) % gas == 0 or batch_index + 1 == steps.steps_per_epoch
+            step = TrainStep(state["global_step"], total_steps, epoch)
+            with contextlib.nullcontext() if sync else accelerator.no_sync(trainee):
+                loss, logged = _unpack(trainee(batches, step), objective)
+                accelerator.backward(loss / gas)
+            losses.append(float(loss.detach()))
+            if not sync:
+                continue
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(trainee.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            state["global_step"] += 1
+            log.write({"type": "step", "step": state["global_step"], "epoch": epoch, "loss": losses[-1],
+                       "lr": scheduler.get_last_lr()[0], **logged})
+            bar.update(1)
+            if cfg.save_every_steps and state["global_step"] % cfg.save_every_steps == 0:
+                state.update(epoch=epoch, batches_done=batch_index + 1, epoch_losses=losses,
+                             train_seconds=time.perf_counter() - started,
+                             streams={n: s.position for n, s in streams.items()})
+                save_checkpoint(accelerator, out, state["global_step"], state, keep=cfg.save_total_limit,
+                                best_weights=best_weights)
+                state.pop("epoch_losses")
         bar.close()
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                   "trainable_groups": trainable_names}
-        if eval_loader is not None:
-            record.update(evaluate_rows(model, eval_loader, eval_rows, eval_data, accelerator))
+        for name, loader in eval_loaders.items():
+            metrics = evaluate_rows(model, loader, eval_rows[name], eval_sets[name], accelerator, eval_heads[name])
+            record.update({(f"{name}/{k}" if name is not None else k): v for k, v in metrics.items()})
+        if eval_loaders:
             log.write({"type": "eval", **record})
         state["history"].append(record)
-        state.update(epoch=epoch + 1, batches_done=0)
-        if early_stopping_metric:
-            if early_stopping_metric not in record:
-                raise ValueError(f"early_stopping_metric {early_stopping_metric!r} is not among the evaluation "
-                                 f"metrics {sorted(k for k in record if k not in ('epoch', 'trainable_groups'))}")
-            if state["best"] is None or record[early_stopping_metric] > state["best"]:
-                state.update(best=record[early_stopping_metric], best_epoch=epoch + 1, bad_epochs=0)
-                best_weights = copy.deepcopy({k: v.cpu() for k, v in core.state_dict().items()})
+        state.update(epoch=epoch + 1, batches_done=0, streams={n: s.position for n, s in streams.items()})
+        if cfg.early_stopping_metric:
+            improved = _improved(record, state["best"], cfg.early_stopping_metric, cfg.early_stopping_mode)
+            if improved:
+                state.update(best=record[cfg.early_stopping_metric], best_epoch=epoch + 1, bad_epochs=0)
+                best_weights = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
             else:
                 state["bad_epochs"] += 1
-                if state["bad_epochs"] >= early_stopping_patience:
+                if state["bad_epochs"] >= cfg.early_stopping_patience:
                     stopped_early = True
                     log.write({"type": "early_stop", "epoch": epoch + 1, "best_epoch": state["best_epoch"]})
                     break
 
     if best_weights is not None:
-        core.load_state_dict(best_weights)
+        model.load_state_dict(best_weights)
     metrics = {}
-    if eval_loader is not None:
+    if eval_loaders:
         best = [h for h in state["history"] if h["epoch"] == state["best_epoch"]] if best_weights else []
         metrics = {k: v for k, v in (best or state["history"][-1:])[0].items() if k not in ("epoch", "trainable_groups")}
     accelerator.wait_for_everyone()
-    trainable, total = count_parameters(core)
-    core.training_info = {"strategy": plan.name, "top_k": top_k, "epochs": epochs, "learning_rate": learning_rate,
-                          "discriminative_decay": discriminative_decay, "seed": seed, "columns": columns}
-    model.eval()
-    result = FitResult(metrics=metrics, history=state["history"], output_dir=output_dir,
+    trainable, total = count_parameters(model)
+    applied = {**training_fields(cfg), "learning_rate": encoder_lr, "head_learning_rate": head_lr,
+               "mixed_precision": accelerator.mixed_precision}
+    model.training_info = {k: applied[k] for k in ("strategy", "top_k", "epochs", "learning_rate", "head_learning_rate",
+                                                   "discriminative_decay", "seed", "columns", "mixed_precision")}
+    model.training_info["objective"] = {"name": type(objective).__name__, **objective.config()}
+    trainee.eval()
+    result = FitResult(metrics=metrics, history=state["history"], output_dir=cfg.output_dir,
                        train_seconds=time.perf_counter() - started, trainable_parameters=trainable,
-                       total_parameters=total, stopped_early=stopped_early)
+                       total_parameters=total, stopped_early=stopped_early,
+                       extra={"config": applied, "objective": model.training_info["objective"],
+                              "sources": {s.name: {"rows": len(s.rows), "head": s.head, "labelled": s.labelled}
+                                          for s in sources}, "task_sampling": mode})
     if out is not None and accelerator.is_main_process:
-        core.save_pretrained(out / "model")
+        model.save_pretrained(out / "model")
         (out / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
     accelerator.end_training()
     return result
 
 
-def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_precision: str = "no",
-             cpu: bool = False, **columns: str) -> dict[str, float]:
-    """Metrics of ``model`` on ``data``; runs unchanged on one process or under ``accelerate launch``."""
-    from accelerate import Accelerator
+def sources_by_name(sources: list[Source], name: str) -> Source:
+    return next(s for s in sources if s.name == name)
 
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
-    rows = model.head.prepare(model.encoder, data, train=False, **columns)
-    loader = accelerator.prepare(_eval_loader(rows, batch_size, lambda b: model.head.collate(model.encoder, b)))
-    prepared = accelerator.prepare(model)
-    return evaluate_rows(prepared, loader, rows, data, accelerator)
+
+def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_precision: str = "no",
+             cpu: bool = False, head: str | None = None, **columns: str) -> dict[str, float]:
+    """Metrics of ``model`` (its ``head``) on ``data``; runs unchanged on one process or under ``accelerate launch``."""
+    cfg = TrainConfig(batch_size=batch_size, mixed_precision=mixed_precision, cpu=cpu)
+    accelerator = _accelerator(cfg)
+    name = head or model.default_head
+    rows = model.get_head(name).prepare(model.encoder, data, train=False, **columns)
+    loader = accelerator.prepare(_eval_loader(rows, batch_size, _collate(model, name)))
+    model.to(accelerator.device)
+    return evaluate_rows(model, loader, rows, data, accelerator, name)
 
 
 @torch.inference_mode()
-def evaluate_rows(model, loader, rows, dataset, accelerator) -> dict[str, float]:
+def evaluate_rows(model: TransferModel, loader, rows, dataset, accelerator, head: str | None = None
+                  ) -> dict[str, float]:
     """Run the model over evaluation rows on every process and compute metrics once, in row order."""
-    core = accelerator.unwrap_model(model)
-    keys = core.head.gather_keys
+    one = model.get_head(head)
+    keys = one.gather_keys
+    was_training = model.training
     model.eval()
     collected: dict[str, list] = {key: [] for key in ("row_index",) + keys}
     losses = []
     for batch in loader:
-        outputs = model(batch)
+        with accelerator.autocast():
+            outputs = model(batch, head=head)
         if "loss" in outputs:
             losses.append(accelerator.gather(outputs["loss"].detach().reshape(1)).float().mean().item())
         tensors = {"row_index": batch["row_index"]}
@@ -270,16 +280,164 @@ def evaluate_rows(model, loader, rows, dataset, accelerator) -> dict[str, float]
         gathered = accelerator.gather_for_metrics(tensors)
         for key, value in gathered.items():
             collected[key].extend(value.cpu().numpy())
+    model.train(was_training)
     row_index = np.asarray(collected["row_index"])
     if len(row_index) != len(rows) or len(np.unique(row_index)) != len(rows):
         raise RuntimeError(f"evaluation gathered {len(row_index)} rows ({len(np.unique(row_index))} distinct) "
                            f"for {len(rows)} evaluation rows")
     order = np.argsort(row_index, kind="stable")
     outputs = {key: [collected[key][i] for i in order] for key in keys}
-    metrics = core.head.compute_metrics(rows, outputs, dataset)
+    metrics = one.compute_metrics(rows, outputs, dataset)
     if losses:
         metrics["eval_loss"] = float(np.mean(losses))
     return metrics
+
+
+# ----- pieces of fit ---------------------------------------------------------------------------
+
+
+def _accelerator(cfg: TrainConfig):
+    """An Accelerator for this precision; a second fit in the same process may choose another one."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != cfg.mixed_precision:
+        AcceleratorState._reset_state()  # keeps the process group; only the precision setting is redone
+    # Unused parameters are normal here (a BERT pooler the features skip, groups frozen mid-run).
+    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
+    if cfg.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' (applied through autocast) or 'no'")
+    return accelerator
+
+
+def _named(data: Any, argument: str, single: str | None) -> dict[Any, Any]:
+    """``{name: dataset}``: a dict of datasets as given, one dataset under ``single``; None -> {}."""
+    from .heads.data import as_dataset
+
+    if data is None:
+        return {}
+    if isinstance(data, Mapping) and data and all(_is_table(v) for v in data.values()):
+        for name in data:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{argument} keys name the data sources: got {name!r}; use non-empty strings")
+        return {name: as_dataset(value, f"{argument}[{name!r}]") for name, value in data.items()}
+    return {single: as_dataset(data, argument)}
+
+
+def _is_table(value: Any) -> bool:
+    """A dataset, a DataFrame, a dict of columns or a non-empty list of row dicts (not a column of values)."""
+    if type(value).__name__ in ("Dataset", "DataFrame") or isinstance(value, Mapping):
+        return True
+    return isinstance(value, list) and bool(value) and isinstance(value[0], Mapping)
+
+
+def _prepare_source(model: TransferModel, name: str, dataset: Any, head: str, cfg: TrainConfig,
+                    objective: Objective) -> Source:
+    one = model.get_head(head)
+    rows = one.prepare(model.encoder, dataset, train=True, **cfg.columns)
+    labelled = _has_targets(rows)
+    if not labelled and not objective.uses_unlabelled:
+        # Most likely a misnamed label column: preparing it as evaluation data names the column and the option.
+        one.prepare(model.encoder, dataset, train=False, **cfg.columns)
+        raise ValueError(f"source {name!r} has no labels, and {type(objective).__name__} learns from labels only; "
+                         "pass an objective that uses unlabelled data (e.g. nlptl.adaptation.DANN)")
+    if cfg.weight_column is not None and labelled:
+        _attach_weights(rows, dataset, cfg.weight_column, name)
+    lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
+    return Source(name, rows, head, labelled, _collate(model, head), lengths)
+
+
+def _has_targets(rows: list[dict]) -> bool:
+    """Whether prepared rows carry training targets (an unlabelled source's rows hold only inputs)."""
+    return any(key not in ("input", "row_index", "example_index", "example_id", "context", "weight")
+               for key in rows[0])
+
+
+def _attach_weights(rows: list[dict], dataset: Any, column: str, source: str) -> None:
+    """Each row gets its example's weight from ``column``: finite, >= 0, not all zero."""
+    if column not in dataset.column_names:
+        raise ValueError(f"weight_column={column!r} is not a column of source {source!r}; "
+                         f"it has {dataset.column_names}")
+    values = dataset[column]
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"weight_column={column!r} of source {source!r} must hold numbers")
+    weights = np.asarray(values, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if len(bad):
+        raise ValueError(f"weight_column={column!r} of source {source!r}: row {bad[0]} has weight "
+                         f"{weights[bad[0]]!r}; weights must be finite and >= 0")
+    if not weights.any():
+        raise ValueError(f"weight_column={column!r} of source {source!r} is all zeros: nothing would train")
+    for row in rows:
+        row["weight"] = float(weights[row.get("example_index", row["row_index"])])
+
+
+def _collate(model: TransferModel, head: str):
+    one = model.get_head(head)
+
+    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = one.collate(model.encoder, rows)
+        if "weight" in rows[0]:
+            batch["weight"] = torch.tensor([r["weight"] for r in rows], dtype=torch.float32)
+        return batch
+
+    return collate
+
+
+def _cached_collate(cache: FeatureCache, model: TransferModel, source: Source | None, head: str | None = None):
+    one = model.get_head(source.head if source is not None else head)
+
+    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = cache.collate(one, model.encoder, rows)
+        if "weight" in rows[0]:
+            batch["weight"] = torch.tensor([r["weight"] for r in rows], dtype=torch.float32)
+        return batch
+
+    return collate
+
+
+def _batch(source: Source, stream: SourceStream, device) -> dict[str, torch.Tensor]:
+    rows = [source.rows[i] for i in stream.next_indices()]
+    return {k: v.to(device) for k, v in source.collate(rows).items()}
+
+
+def _unpack(value: Any, objective: Objective) -> tuple[torch.Tensor, dict[str, float]]:
+    loss, logged = value if isinstance(value, tuple) else (value, {})
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise TypeError(f"{type(objective).__name__}.loss must return a scalar tensor (or (tensor, dict)), "
+                        f"got {type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
+    return loss, dict(logged or {})
+
+
+def _improved(record: dict, best: float | None, metric: str, mode: str) -> bool:
+    if metric not in record:
+        raise ValueError(f"early_stopping_metric {metric!r} is not among the evaluation metrics "
+                         f"{sorted(k for k in record if k not in ('epoch', 'trainable_groups', 'train_loss'))}")
+    minimise = mode == "min" or (mode == "auto" and metric.rsplit("/", 1)[-1].endswith("loss"))
+    value = record[metric]
+    return best is None or (value < best if minimise else value > best)
+
+
+def _objective_groups(objective: Objective, head_lr: float, weight_decay: float) -> list[dict]:
+    params = [p for p in objective.parameters() if p.requires_grad]
+    rate = objective.learning_rate or head_lr
+    groups = []
+    for with_decay in (True, False):
+        chosen = [p for p in params if (p.ndim > 1) == with_decay]
+        if chosen:
+            groups.append({"params": chosen, "lr": rate, "weight_decay": weight_decay if with_decay else 0.0,
+                           "name": f"objective{'' if with_decay else '.no_decay'}"})
+    return groups
+
+
+def _log_caches(log, cache_mode, cache_reason, caches, dtype) -> None:
+    if not cache_mode:
+        log.write({"type": "feature_cache", "mode": None, "reason": cache_reason})
+    for name, cache in caches.items():
+        log.write({"type": "feature_cache", "mode": cache_mode, "split": name, "mib": round(cache.nbytes / 2**20, 1),
+                   "dtype": dtype, "on_disk": str(cache.location) if cache.location else None,
+                   "reused": cache.reused, "reason": cache_reason})
 
 
 def _eval_loader(rows, batch_size, collate) -> DataLoader:
@@ -325,43 +483,22 @@ def _adamw(groups: list[dict]) -> torch.optim.Optimizer:
 def _add_new_parameter_groups(optimizer, scheduler, wanted: list[dict]) -> None:
     """Append groups for newly unfrozen parameters, scheduled like the existing ones."""
     inner = getattr(optimizer, "optimizer", optimizer)
-    inner_scheduler = getattr(scheduler, "scheduler", scheduler)
     have = {g["name"] for g in inner.param_groups}
     for group in wanted:
         if group["name"] in have:
             continue
         group = dict(group, initial_lr=group["lr"])
         inner.add_param_group(group)
-        inner_scheduler.base_lrs.append(group["initial_lr"])
-        if hasattr(inner_scheduler, "lr_lambdas"):
-            inner_scheduler.lr_lambdas.append(inner_scheduler.lr_lambdas[0])
-            inner.param_groups[-1]["lr"] = group["initial_lr"] * inner_scheduler.lr_lambdas[0](inner_scheduler.last_epoch)
+        scheduler.base_lrs.append(group["initial_lr"])
+        if hasattr(scheduler, "lr_lambdas"):
+            scheduler.lr_lambdas.append(scheduler.lr_lambdas[0])
+            inner.param_groups[-1]["lr"] = group["initial_lr"] * scheduler.lr_lambdas[0](scheduler.last_epoch)
 
 
 def _resume_epoch(out: Path) -> int:
     from .checkpoint import read_trainer_state
 
     return read_trainer_state(out)[1]["epoch"]
-
-
-class _LengthGroupedSampler:
-    """transformers' LengthGroupedSampler, reseeded at every epoch so a resumed run sees the same order."""
-
-    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        self.seed, self.generator = seed, torch.Generator()
-        self.sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=self.generator)
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed + epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self):
-        return iter(self.sampler)
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -390,6 +527,5 @@ class _Log:
 def _progress(accelerator, enabled: bool, total: int, initial: int, description: str):
     from tqdm.auto import tqdm
 
-    steps = math.ceil(total / accelerator.gradient_accumulation_steps)
-    return tqdm(total=steps, initial=initial // accelerator.gradient_accumulation_steps, desc=description,
+    return tqdm(total=total, initial=initial, desc=description,
                 disable=not (enabled and accelerator.is_local_main_process), leave=False)

@@ -8,9 +8,18 @@ Flow inside ``nlptl.fit``::
 
     rows  = head.prepare(encoder, dataset, train=True)   # list of dicts, one per model input row
     batch = head.collate(encoder, rows[i:j])             # dict of tensors: encoder keys + targets
-    out   = head(encoder(batch), batch)                  # dict: "loss" (when targets given) + logits
+    out   = head(encoder(batch), batch)                  # dict: "losses" (B,) when targets given, logits,
+                                                         #       "features" (B, D) when the head pools
     preds = head.gather_keys                             # which outputs evaluation collects
     metrics = head.compute_metrics(rows, outputs, dataset)
+
+A head is also its *task*: ``task`` is the registry name ("text-classification", "extractive-qa")
+spelled the same in the CLI, run configs and saved models, and the class methods below let
+``runs.py`` build it for a run and write its predictions without knowing which task it is.
+Adding a task is one new head file plus one line in ``nlptl/heads/__init__.py``'s ``TASKS``.
+
+Losses are per example, so objectives can weight them (instance transfer) and reduce them as
+they need; ``TransferModel`` adds their mean as "loss" for evaluation.
 """
 from __future__ import annotations
 
@@ -24,7 +33,7 @@ from ..encoders.base import Encoder, EncoderOutput
 
 
 class Head(nn.Module, ABC):
-    task: ClassVar[str] = ""  # registry name
+    task: ClassVar[str] = ""  # registry name (see nlptl.heads.TASKS)
     #: model outputs evaluation gathers across processes (each (N, ...) with N = rows in the batch)
     gather_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -46,7 +55,7 @@ class Head(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, output: EncoderOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Encoder output -> {"loss" (if the batch has targets), logits...}."""
+        """Encoder output -> {"losses" (B,) per example if the batch has targets, logits..., "features"}."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
@@ -84,3 +93,27 @@ class Head(nn.Module, ABC):
         ``outputs[key]`` for each key of ``gather_keys`` is a list with one numpy array per row,
         in row order; along the sequence axis it may carry padding past the row's own length.
         """
+
+    # ----- the task around the head: what runs.py and the CLI ask of it -------------------------
+
+    @classmethod
+    def for_run(cls, config: Any, train: Any) -> tuple["Head", list[str] | None]:
+        """(head, label names) for a ``RunConfig`` and its training split."""
+        return cls(), None
+
+    @classmethod
+    def run_columns(cls, dataset: Any) -> dict[str, str]:
+        """The ``*_column`` options ``fit`` needs for data loaded by ``nlptl.data`` (its fixed column names)."""
+        return {}
+
+    def predictions_record(self, model: Any, dataset: Any, batch_size: int) -> dict[str, Any] | None:
+        """What ``predictions.json`` of a run directory holds for this task (None: no file)."""
+        return None
+
+    def predict(self, model: Any, inputs: Any, batch_size: int = 32, **options: Any) -> Any:
+        """Task-level predictions for raw inputs (labels, answers, entity spans)."""
+        raise TypeError(f"the {self.task!r} head has no predict(); see its own methods")
+
+    def describe_prediction(self, text: Any, prediction: Any) -> dict[str, Any]:
+        """One JSON line of ``nlptl predict`` output."""
+        return {"text": text, "prediction": prediction}

@@ -27,7 +27,7 @@ class ClassificationHead(Head):
     ``hidden_size`` adds one hidden layer, useful over frozen features.
     """
 
-    task: ClassVar[str] = "classification"
+    task: ClassVar[str] = "text-classification"
     gather_keys: ClassVar[tuple[str, ...]] = ("logits",)
 
     def __init__(
@@ -76,12 +76,13 @@ class ClassificationHead(Head):
         if self.hidden_size:
             x = self.hidden(x)
         logits = self.classifier(x)  # (B, num_labels)
-        result = {"logits": logits}
+        result = {"logits": logits, "features": pooled}
         if "labels" in batch:
             if self.multi_label:
-                result["loss"] = nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"].float())
+                result["losses"] = nn.functional.binary_cross_entropy_with_logits(
+                    logits, batch["labels"].float(), reduction="none").mean(-1)  # (B,)
             else:
-                result["loss"] = nn.functional.cross_entropy(logits, batch["labels"])
+                result["losses"] = nn.functional.cross_entropy(logits, batch["labels"], reduction="none")  # (B,)
         return result
 
     # ----- task data ---------------------------------------------------------------------------
@@ -96,17 +97,22 @@ class ClassificationHead(Head):
         label_column: str = "label",
         image_column: str = "image",
     ) -> list[dict[str, Any]]:
+        """Rows with "input", "label" (absent for unlabelled training data: no label column) and "row_index"."""
         dataset = as_dataset(dataset, "train_data" if train else "eval_data")
         needed = {text_column: "text_column"} if encoder.modality == "text" else {image_column: "image_column"}
         if text_pair_column:
             needed[text_pair_column] = "text_pair_column"
-        require_columns(dataset, {**needed, label_column: "label_column"})
-        label_ids = [self._label_id(v, i, label_column, dataset) for i, v in enumerate(dataset[label_column])]
+        labelled = not train or label_column in dataset.column_names  # unlabelled text may train (adaptation)
+        require_columns(dataset, {**needed, **({label_column: "label_column"} if labelled else {})})
         if encoder.modality == "text":
             inputs = self._text_inputs(encoder, dataset, text_column, text_pair_column)
         else:
             inputs = list(dataset[image_column])
-        return [{"input": x, "label": y, "row_index": i} for i, (x, y) in enumerate(zip(inputs, label_ids))]
+        rows = [{"input": x, "row_index": i} for i, x in enumerate(inputs)]
+        if labelled:
+            for row, value in zip(rows, dataset[label_column]):
+                row["label"] = self._label_id(value, row["row_index"], label_column, dataset)
+        return rows
 
     @staticmethod
     def _text_inputs(encoder, dataset, text_column: str, text_pair_column: str | None) -> list:
@@ -150,8 +156,9 @@ class ClassificationHead(Head):
             batch = encoder.collate([r["input"] for r in rows])
         else:
             batch = encoder.preprocess([r["input"] for r in rows])
-        dtype = torch.float32 if self.multi_label else torch.long
-        batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=dtype)
+        if "label" in rows[0]:
+            dtype = torch.float32 if self.multi_label else torch.long
+            batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=dtype)
         batch["row_index"] = torch.tensor([r["row_index"] for r in rows], dtype=torch.long)
         return batch
 
@@ -170,6 +177,52 @@ class ClassificationHead(Head):
         return compute_classification_metrics(
             predictions=logits.argmax(-1).tolist(), references=[r["label"] for r in rows]
         )
+
+
+    # ----- the task around the head ----------------------------------------------------------------
+
+    @classmethod
+    def for_run(cls, config: Any, train: Any) -> tuple["ClassificationHead", list[str]]:
+        labels = train.features["label"].names  # nlptl.data names the label column "label" (a ClassLabel)
+        return cls(len(labels), pooling=config.pooling, hidden_size=config.hidden_size), labels
+
+    @classmethod
+    def run_columns(cls, dataset: Any) -> dict[str, str]:
+        pair = {"text_pair_column": "text_pair"} if "text_pair" in dataset.column_names else {}
+        return {"text_column": "text", "label_column": "label", **pair}
+
+    def predictions_record(self, model: Any, dataset: Any, batch_size: int) -> dict[str, Any]:
+        pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
+        predicted = self.predict(model, list(dataset["text"]), text_pairs=pairs, batch_size=batch_size)
+        names = self.labels or list(range(self.num_labels))
+        return {"labels": names, "references": list(dataset["label"]),
+                "predictions": [names.index(p) for p in predicted]}
+
+    @torch.inference_mode()
+    def predict(self, model: Any, inputs: Sequence[Any], batch_size: int = 32, text_pairs: Sequence[str] | None = None,
+                return_probabilities: bool = False, head: str | None = None) -> Any:
+        """Label names (ids when the model has none), optionally with the class probabilities (N, C)."""
+        encoder = model.encoder
+        probabilities = []
+        for start in range(0, len(inputs), batch_size):
+            pairs = None if text_pairs is None else list(text_pairs[start : start + batch_size])
+            args = (list(inputs[start : start + batch_size]),) + ((pairs,) if pairs is not None else ())
+            batch = {k: v.to(encoder.device) for k, v in encoder.preprocess(*args).items()}
+            logits = model(batch, head=head)["logits"].float()
+            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+            probabilities.append(probs.cpu().numpy())
+        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, self.num_labels))
+        names = self.labels or list(range(self.num_labels))
+        if self.multi_label:
+            predictions = [[names[j] for j in np.flatnonzero(row > 0.5)] for row in probs]
+        else:
+            predictions = [names[j] for j in probs.argmax(-1)]
+        return (predictions, probs) if return_probabilities else predictions
+
+    def describe_prediction(self, text: Any, prediction: Any) -> dict[str, Any]:
+        label, probs = prediction
+        names = self.labels or list(range(self.num_labels))
+        return {"text": text, "label": label, "probabilities": dict(zip(names, np.round(probs, 4).tolist()))}
 
 
 def label_names(dataset, column: str) -> list[str] | None:

@@ -35,7 +35,7 @@ MASKED = -1e4  # masked-out logit: far below any real one, yet finite so no sum 
 class ExtractiveQAHead(Head):
     """Linear(D, 2) start/end logits over context tokens, trained with the mean of two cross-entropies."""
 
-    task: ClassVar[str] = "extractive_qa"
+    task: ClassVar[str] = "extractive-qa"
     gather_keys: ClassVar[tuple[str, ...]] = ("start_logits", "end_logits")
 
     def __init__(
@@ -79,9 +79,9 @@ class ExtractiveQAHead(Head):
         start_logits, end_logits = logits.unbind(-1)  # (B, L) each
         result = {"start_logits": start_logits, "end_logits": end_logits}
         if "start_positions" in batch:
-            start_loss = F.cross_entropy(start_logits, batch["start_positions"])
-            end_loss = F.cross_entropy(end_logits, batch["end_positions"])
-            result["loss"] = (start_loss + end_loss) / 2
+            start_loss = F.cross_entropy(start_logits, batch["start_positions"], reduction="none")  # (B,)
+            end_loss = F.cross_entropy(end_logits, batch["end_positions"], reduction="none")  # (B,)
+            result["losses"] = (start_loss + end_loss) / 2
         return result
 
     # ----- task data ---------------------------------------------------------------------------
@@ -216,6 +216,13 @@ class ExtractiveQAHead(Head):
         return best_answers(rows, start_logits, end_logits, n_best=self.n_best,
                             max_answer_length=self.max_answer_length, allow_no_answer=self.allow_no_answer,
                             no_answer_threshold=self.no_answer_threshold)
+
+    def predict(self, model: Any, inputs: Sequence[str], batch_size: int = 32, contexts: Sequence[str] | None = None,
+                head: str | None = None) -> list[dict[str, Any]]:
+        """Answers to questions ``inputs``, one context each: [{"answer", "score", "start", "end"}]."""
+        if contexts is None:
+            raise ValueError("extractive QA needs contexts=[...]: one context per question")
+        return predict_answers(model.encoder, self, inputs, contexts, batch_size=batch_size)
 
     def compute_metrics(self, rows, outputs, dataset) -> dict[str, float]:
         if "answers" not in rows[0]:
