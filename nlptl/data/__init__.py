@@ -18,6 +18,7 @@ from typing import Any, Callable
 import datasets
 
 from . import local
+from .checks import check_training_labels, check_training_texts, read_text_file
 from .files import SUPPORTED_EXTENSIONS, classification_dataset, load_files, read_columns
 from .hub import HUB_MAPPERS, DatasetUnavailableError, load_from_hub
 from .local import LAYOUTS, LocalCopyMissing, read_blitzer_reviews
@@ -27,6 +28,7 @@ __all__ = [
     "DATASETS", "DatasetSpec", "DatasetUnavailableError", "LocalCopyMissing", "load_dataset", "list_datasets",
     "load_files", "read_columns", "classification_dataset", "read_squad_json", "read_blitzer_reviews",
     "split_by_article", "dataset_fingerprint", "SQUAD_FEATURES", "SUPPORTED_EXTENSIONS", "DATA_DIR_ENV",
+    "check_training_labels", "check_training_texts", "read_text_file",
 ]
 
 DATA_DIR_ENV = "NLPTL_DATA_DIR"

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import datasets
 
+from .checks import (check_float_names, check_label_value, check_training_labels, check_training_texts,
+                     read_text_file, warn_stripped_labels)
 from .squad import is_squad_json, read_squad_json
 
 __all__ = ["SUPPORTED_EXTENSIONS", "read_columns", "classification_dataset", "infer_label_names", "load_files"]
@@ -28,26 +30,29 @@ def read_columns(path: str | Path, header: bool = True) -> dict[str, list[Any]]:
 
     ``header=False`` (CSV/TSV only) names the columns "0", "1", ... in file order.
     """
-    path = Path(path)
+    return _read_table(Path(path), header)[0]
+
+
+def _read_table(path: Path, header: bool) -> tuple[dict[str, list[Any]], list[str]]:
+    """Columns plus where each row sits in the file ("line 7", "record 3"), for errors that point at it."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
         known = ", ".join(f"{ext} ({what})" for ext, what in SUPPORTED_EXTENSIONS.items())
         raise ValueError(f"{path}: unsupported extension {path.suffix or '(none)'!r}; use one of {known}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    text = _read_text(path)
+    text = read_text_file(path)
     if suffix == ".json":
-        return _columns_from_records(_parse_json(path, text), path)
+        columns = _columns_from_records(_parse_json(path, text), path)
+        return columns, [f"record {i + 1}" for i in range(_num_rows(columns))]
     if suffix == ".jsonl":
-        return _columns_from_records(_parse_jsonl(path, text), path)
+        records, lines = _parse_jsonl(path, text)
+        return _columns_from_records(records, path), [f"line {n}" for n in lines]
     return _parse_table(path, text, delimiter="\t" if suffix == ".tsv" else ",", header=header)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); re-save the file as UTF-8") from None
+def _num_rows(columns: dict[str, list[Any]]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
 
 
 def _parse_json(path: Path, text: str) -> Any:
@@ -61,8 +66,8 @@ def _parse_json(path: Path, text: str) -> Any:
                          f"is not ({err.msg}); {hint}") from None
 
 
-def _parse_jsonl(path: Path, text: str) -> list[Any]:
-    records = []
+def _parse_jsonl(path: Path, text: str) -> tuple[list[Any], list[int]]:
+    records, lines = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -71,7 +76,8 @@ def _parse_jsonl(path: Path, text: str) -> list[Any]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: line {lineno} is not a JSON object ({err.msg}); a .jsonl file holds "
                              f"one JSON object per line (a single JSON document belongs in a .json file)") from None
-    return records
+        lines.append(lineno)
+    return records, lines
 
 
 def _columns_from_records(data: Any, path: Path) -> dict[str, list[Any]]:
@@ -89,7 +95,7 @@ def _columns_from_records(data: Any, path: Path) -> dict[str, list[Any]]:
     return {name: [record.get(name) for record in data] for name in names}
 
 
-def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> dict[str, list[str]]:
+def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> tuple[dict[str, list[str]], list[str]]:
     if _looks_like_json(text):
         raise ValueError(f"{path}: the {path.suffix} extension says delimited text, but the first line is a "
                          f"JSON value; give it a .json or .jsonl extension")
@@ -103,6 +109,12 @@ def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> dict[st
     names = numbered[0][1] if header else [str(i) for i in range(len(numbered[0][1]))]
     if header:
         numbered = numbered[1:]
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name in seen:
+                raise ValueError(f"{path}: the header names column {name!r} twice (columns {seen[name] + 1} and "
+                                 f"{i + 1}); rename one so every column name is unique")
+            seen[name] = i
     other, sample = ("," if delimiter == "\t" else "\t"), (names[0] if header else numbered[0][1][0])
     if len(names) == 1 and other in sample:
         raise ValueError(f"{path}: only one column was found but the first row contains {other!r}; "
@@ -112,7 +124,7 @@ def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> dict[st
             raise ValueError(f"{path}: line {lineno} has {len(row)} fields, expected {len(names)} "
                              f"(columns {names}); check the delimiter or quoting of that line")
     rows = [row for _, row in numbered]
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}, [f"line {n}" for n, _ in numbered]
 
 
 def _looks_like_json(text: str) -> bool:
@@ -127,7 +139,7 @@ def _looks_like_json(text: str) -> bool:
 
 def infer_label_names(values: Sequence[Any]) -> list[str]:
     """Sorted distinct label values as names (numeric order when every label is an integer)."""
-    distinct = {str(v) for v in values if v is not None}
+    distinct = {str(v).strip() for v in values if v is not None and str(v).strip()}
     if all(_as_int(v) is not None for v in distinct):
         return sorted(distinct, key=lambda v: int(v))
     return sorted(distinct)
@@ -143,17 +155,22 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _label_ids(values: Sequence[Any], names: Sequence[str], source: str) -> list[int]:
+def _label_ids(values: Sequence[Any], names: Sequence[str], source: str, column: str,
+               rows: Sequence[str] | None = None) -> list[int]:
     """Map label values to ids: an exact name wins, else an integer is taken as the id itself."""
-    index = {name: i for i, name in enumerate(names)}
+    index = {str(name).strip(): i for i, name in enumerate(names)}
     ids = []
     for row, value in enumerate(values):
-        label_id = index.get(str(value).strip() if value is not None else None)
+        where = f"{source}: {rows[row] if rows else f'data row {row + 1}'}"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError(f"{where} has no label in column {column!r}; fill it in or drop the row")
+        check_label_value(value, where, column)
+        label_id = index.get(str(value).strip())
         if label_id is None and not all(_as_int(n) is not None for n in names):
             as_int = _as_int(value)  # names are words and the file holds ids (SST-2: 0/1)
             label_id = as_int if as_int is not None and 0 <= as_int < len(names) else None
         if label_id is None:
-            raise ValueError(f"{source}: data row {row + 1} has label {value!r}, which is not one of the known "
+            raise ValueError(f"{where} has label {value!r}, which is not one of the known "
                              f"labels {list(names)} (those of the training data); fix the file, or pass "
                              f"label_names listing every label")
         ids.append(label_id)
@@ -177,26 +194,40 @@ def classification_dataset(
     label_names: Sequence[str] | None,
     text_pair_column: str | None = None,
     source: str = "data",
+    rows: Sequence[str] | None = None,
 ) -> datasets.Dataset:
-    """Columns -> a Dataset with ``text`` (``text_pair``) and a ``ClassLabel`` ``label`` named by ``label_names``."""
+    """Columns -> a Dataset with ``text`` (``text_pair``) and a ``ClassLabel`` ``label`` named by ``label_names``.
+
+    ``rows`` says where each row sits in its file ("line 7"), so errors can point at it.
+    """
     _require_columns(columns, [text_column, text_pair_column, label_column], source)
-    data: dict[str, list[Any]] = {"text": _texts(columns[text_column], text_column, source)}
+    data: dict[str, list[Any]] = {"text": _texts(columns[text_column], text_column, source, rows)}
     features = {"text": datasets.Value("string")}
     if text_pair_column is not None:
-        data["text_pair"] = _texts(columns[text_pair_column], text_pair_column, source)
+        data["text_pair"] = _texts(columns[text_pair_column], text_pair_column, source, rows)
         features["text_pair"] = datasets.Value("string")
     if label_column is not None:
-        names = list(label_names) if label_names is not None else infer_label_names(columns[label_column])
-        data["label"] = _label_ids(columns[label_column], names, source)
+        values = columns[label_column]
+        if label_names is None:
+            label_names = infer_label_names(values)
+            check_float_names(label_names, label_column, source)
+        names = [str(n).strip() for n in label_names]
+        data["label"] = _label_ids(values, names, source, label_column, rows)
+        warn_stripped_labels(values, label_column, source)
         features["label"] = datasets.ClassLabel(names=names)
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
-def _texts(values: list[Any], column: str, source: str) -> list[str]:
+def _texts(values: list[Any], column: str, source: str, rows: Sequence[str] | None = None) -> list[str]:
     for row, value in enumerate(values):
+        where = rows[row] if rows else f"data row {row + 1}"
         if value is None:
-            raise ValueError(f"{source}: data row {row + 1} has no value in column {column!r}")
-    return [v if isinstance(v, str) else str(v) for v in values]
+            raise ValueError(f"{source}: {where} has no value in column {column!r}")
+        if not isinstance(value, str):
+            raise ValueError(f"{source}: {where} has a {type(value).__name__} ({value!r:.40}) in text column "
+                             f"{column!r}; texts must be strings: quote it in the file, or pick the text column "
+                             "with text_column= (CLI: --text-column)")
+    return list(values)
 
 
 def load_files(
@@ -223,9 +254,15 @@ def load_files(
         if path.suffix.lower() == ".json" and path.is_file() and is_squad_json(path):
             splits[split] = read_squad_json(path)
             continue
-        columns = read_columns(path, header=header)
+        columns, rows = _read_table(path, header)
         if label_names is None and label_column is not None and label_column in columns:
             label_names = infer_label_names(columns[label_column])  # the first file given fixes the names
+            check_float_names(label_names, label_column, str(path))
         splits[split] = classification_dataset(columns, text_column=text_column, text_pair_column=text_pair_column,
-                                               label_column=label_column, label_names=label_names, source=str(path))
+                                               label_column=label_column, label_names=label_names, source=str(path),
+                                               rows=rows)
+        if split == "train":
+            check_training_texts(splits[split]["text"], str(path))
+            if label_column is not None:
+                check_training_labels(splits[split]["label"], str(path))
     return datasets.DatasetDict(splits)

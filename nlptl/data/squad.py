@@ -26,10 +26,11 @@ SQUAD_FEATURES = datasets.Features({
 
 def is_squad_json(path: str | Path) -> bool:
     """True when a .json file has SQuAD's ``{"data": [{"title", "paragraphs"}]}`` layout."""
+    from .checks import read_text_file
+
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(read_text_file(path))
+    except (json.JSONDecodeError, ValueError):
         return False
     articles = data.get("data") if isinstance(data, dict) else None
     return isinstance(articles, list) and bool(articles) and isinstance(articles[0], dict) \
@@ -38,9 +39,11 @@ def is_squad_json(path: str | Path) -> bool:
 
 def read_squad_json(path: str | Path) -> datasets.Dataset:
     """Read a SQuAD v1.1 file (``data[].paragraphs[].qas[]``) into one row per question."""
+    from .checks import read_text_file
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); expected SQuAD v1.1 JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
