@@ -128,8 +128,10 @@ def recover_directory(target: str | os.PathLike, clean: bool = False) -> None:
     if not parent.is_dir():
         return
     asides = sorted(parent.glob(_sibling_prefix(target, _ASIDE) + "*"), key=lambda p: p.stat().st_mtime)
-    if asides and not target.exists():
-        os.rename(asides.pop(), target)  # the last complete artefact before the killed save
+    complete = [a for a in asides if a.is_dir() and any(a.iterdir())]  # an empty one was made, never filled
+    if complete and not target.exists() and not target.is_symlink():
+        os.rename(complete[-1], target)  # the last complete artefact before the killed save
+        asides.remove(complete[-1])
     if clean:
         for stray in [*asides, *parent.glob(_sibling_prefix(target, _STAGING) + "*")]:
             shutil.rmtree(stray, ignore_errors=True)

@@ -28,12 +28,12 @@ def read_text_file(path: str | Path) -> str:
         except UnicodeDecodeError as err:
             raise ValueError(f"{path}: starts as UTF-16 text but byte {err.start} is not UTF-16; re-save the file "
                              "as UTF-8") from None
+    if b"\0" in raw[:4096]:  # valid UTF-8, but no text file holds NUL bytes: UTF-16 without its mark
+        raise ValueError(f"{path}: looks like UTF-16 text without a byte-order mark (or a binary file): it holds NUL "
+                         "bytes; re-save it as UTF-8")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        if b"\0" in raw[:4096]:
-            raise ValueError(f"{path}: looks like UTF-16 text without a byte-order mark (or a binary file); re-save "
-                             "it as UTF-8") from None
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); re-save the file as UTF-8") from None
 
 

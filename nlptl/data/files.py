@@ -255,6 +255,8 @@ def load_files(
             splits[split] = read_squad_json(path)
             continue
         columns, rows = _read_table(path, header)
+        for row, value in enumerate(columns.get(label_column) or []):  # before names are inferred from them
+            check_label_value(value, f"{path}: {rows[row]}", label_column)
         if label_names is None and label_column is not None and label_column in columns:
             label_names = infer_label_names(columns[label_column])  # the first file given fixes the names
             check_float_names(label_names, label_column, str(path))
@@ -264,5 +266,5 @@ def load_files(
         if split == "train":
             check_training_texts(splits[split]["text"], str(path))
             if label_column is not None:
-                check_training_labels(splits[split]["label"], str(path))
+                check_training_labels(splits[split].features["label"].int2str(splits[split]["label"]), str(path))
     return datasets.DatasetDict(splits)
