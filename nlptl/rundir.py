@@ -77,10 +77,11 @@ def remove_run_pieces(out: Path) -> None:
     """Delete an earlier run's nlptl files (``RUN_PIECES``), refusing first if any of them holds foreign files."""
     model = out / "model"
     if model.exists():
-        foreign = foreign_files(model) if (model / _MODEL_MARKER).is_file() else ["(no nlptl_model.json)"]
-        if foreign:
+        foreign = foreign_files(model) if (model / _MODEL_MARKER).is_file() else None
+        if foreign is None or foreign:
+            what = f"it also holds {', '.join(map(repr, foreign[:5]))}" if foreign else f"it has no {_MODEL_MARKER}"
             raise FileExistsError(f"overwrite=True would delete {model}, but it is not only a saved nlptl model "
-                                  f"({', '.join(foreign[:5])}); move it away or choose another --output-dir")
+                                  f"({what}); move it away or choose another --output-dir")
     for name in RUN_PIECES:
         path = out / name
         if name == CHECKPOINT_DIR and path.is_dir():

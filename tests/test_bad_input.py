@@ -453,9 +453,17 @@ def fake_checkpoint(out: Path, step: int = 3, fingerprint: dict | None = FINGERP
 
 
 def finished_run(out: Path) -> None:
+    """config.json, metrics.json and model/ laid out as a TransferModel saves it (encoder/, head, JSON)."""
+    from nlptl.artifacts import save_directory
+
+    def write_model(staging: Path) -> None:
+        static_encoder().save_pretrained(staging / "encoder")
+        save_file({"weight": torch.zeros(2, 8)}, str(staging / "head.safetensors"))
+        (staging / "nlptl_model.json").write_text("{}")
+
     write(out / "config.json", "{}")
     write(out / "metrics.json", "{}")
-    static_encoder().save_pretrained(out / "model" / "encoder")
+    save_directory(out / "model", write_model, "nlptl_model.json")
 
 
 def test_fresh_run_into_a_directory_with_checkpoints(tmp_path):
@@ -498,7 +506,7 @@ def test_output_dir_that_is_a_file(tmp_path):
 def test_overwrite_refuses_a_model_folder_holding_user_files(tmp_path):
     finished_run(tmp_path / "run")
     write(tmp_path / "run" / "model" / "mine.txt", "x")
-    with Unchanged(tmp_path), pytest.raises(FileExistsError, match=r"overwrite=True would delete .*model.*no nlptl_model\.json"):
+    with Unchanged(tmp_path), pytest.raises(FileExistsError, match=r"overwrite=True would delete .*model.*also holds 'mine\.txt'"):
         rundir.check_run_directory(tmp_path / "run", resume=False, fingerprint=FINGERPRINT, overwrite=True)
 
 

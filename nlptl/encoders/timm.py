@@ -20,6 +20,7 @@ from torch import nn
 
 from .image import ImageEncoder, children_groups, modules_for
 
+_FILE_READING_KWARGS = {"checkpoint_path", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"}
 _INSTALL_HINT = "the 'timm' encoder kind needs timm (and torchvision): pip install 'nlptl[timm]'"
 
 
@@ -93,6 +94,13 @@ class TimmEncoder(ImageEncoder):
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> "TimmEncoder":
         timm = import_timm()
         model_kwargs = config.get("model_kwargs") or {}
+        config_file = directory / "nlptl_encoder.json"
+        if not isinstance(model_kwargs, dict):
+            raise ValueError(f"{str(config_file)!r}: model_kwargs must be a JSON object, got {type(model_kwargs).__name__}")
+        reads_files = sorted(set(model_kwargs) & _FILE_READING_KWARGS)
+        if reads_files:  # the weights come from this directory; a saved JSON must not point timm at other files
+            raise ValueError(f"{str(config_file)!r}: model_kwargs sets {reads_files}, which make timm read or fetch "
+                             "other weights; remove them from the file (the saved weights are loaded anyway)")
         model = _create(timm, config["model_name"], False, None, model_kwargs)
         encoder = cls(model, config["model_name"], config["data_config"], model_kwargs)
         encoder._load_weights(directory)
