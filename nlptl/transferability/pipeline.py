@@ -30,6 +30,7 @@ def rank_texts(
     sample: int | None = 2000,
     seed: int = 0,
     primary: str = "logme",
+    scores: Sequence[str] = ("logme", "h_score", "knn_accuracy"),
     standardize: bool = True,
     tolerance: float = 0.05,
     max_length: int | None = None,
@@ -51,7 +52,7 @@ def rank_texts(
                              batch_size=batch_size, seed=seed)
         load_seconds[name] = time.perf_counter() - loading
         candidates += source_candidates(source, texts)
-    ranked = rank_candidates(candidates, y, primary=primary, standardize=standardize)
+    ranked = rank_candidates(candidates, y, scores=scores, primary=primary, standardize=standardize)
     for row in ranked:  # a source's load time is part of what its candidates cost
         share = load_seconds[row["source"]] / sum(r["source"] == row["source"] for r in ranked)
         row["seconds"] += share
