@@ -17,6 +17,7 @@ __all__ = ["POOLINGS", "Head", "ClassificationHead", "ExtractiveQAHead", "TASKS"
 TASKS: dict[str, str | type[Head]] = {
     "text-classification": "nlptl.heads.classification:ClassificationHead",
     "extractive-qa": "nlptl.heads.qa:ExtractiveQAHead",
+    "prototype-classification": "nlptl.fewshot.prototypes:PrototypeHead",
 }
 # names saved by earlier versions of nlptl_model.json
 _ALIASES = {"classification": "text-classification", "extractive_qa": "extractive-qa"}

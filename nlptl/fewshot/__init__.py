@@ -1,0 +1,16 @@
+"""Few-, one- and zero-shot transfer: seeded shot draws, contrastive pairs, prototypes, label templates.
+
+    from nlptl.fewshot import ContrastivePairs, prototypes, zero_shot, sample_shots, self_train
+    eight = sample_shots(train, k=8, seed=0)
+    nlptl.fit(model, eight, objective=ContrastivePairs(pairs_per_example=20))
+    head = prototypes(encoder, support_texts, support_labels)     # nearest class mean, no training
+    zero_shot(encoder, texts, labels=["World", "Sports", "Business", "Sci/Tech"])
+"""
+from .contrastive import ContrastivePairs, sample_pairs
+from .prototypes import PROTOTYPE_TASK, PrototypeHead, class_means, prototypes
+from .shots import sample_shots
+from .zero_shot import SelfTrainResult, label_embeddings, select_pseudo_labels, self_train, zero_shot
+
+__all__ = ["ContrastivePairs", "PrototypeHead", "PROTOTYPE_TASK", "SelfTrainResult", "class_means",
+           "label_embeddings", "prototypes", "sample_pairs", "sample_shots", "select_pseudo_labels",
+           "self_train", "zero_shot"]

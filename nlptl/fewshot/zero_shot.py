@@ -1,0 +1,137 @@
+"""Zero-shot classification from label names, and self-training a head on its confident guesses.
+
+``zero_shot`` embeds each label through a template ("This news article is about {}.") with the
+same encoder as the texts and picks the label whose embedding is nearest in cosine: no labelled
+example at all. ``self_train`` then keeps the most confident guesses per class on unlabelled
+texts as pseudo-labels and trains a head on them with ``nlptl.fit``: the head learns from the
+texts' own feature geometry, which a single template embedding per class cannot capture.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..encoders.base import Encoder
+
+DEFAULT_TEMPLATE = "This news article is about {}."
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def label_embeddings(encoder: Encoder, labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
+                     descriptions: Mapping[str, str | Sequence[str]] | None = None,
+                     pooling: str = "mean") -> np.ndarray:
+    """(C, D) unit vectors: each label's template sentence(s), averaged over its descriptions.
+
+    ``descriptions`` maps a label to the word(s) put into the template instead of its name,
+    e.g. {"Sci/Tech": ["science", "technology"]}; several are averaged (a prompt ensemble).
+    """
+    if "{}" not in template:
+        raise ValueError(f"template {template!r} has no '{{}}' where the label goes")
+    descriptions = dict(descriptions or {})
+    unknown = sorted(set(descriptions) - set(labels))
+    if unknown:
+        raise ValueError(f"descriptions name label(s) {unknown} that are not in labels={list(labels)}")
+    phrases = []
+    for label in labels:
+        words = descriptions.get(label, label)
+        phrases.append([words] if isinstance(words, str) else list(words))
+    flat = [template.format(w) for words in phrases for w in words]
+    vectors = _unit(encoder.encode(flat, pooling=pooling))  # (sum of descriptions, D)
+    out, start = [], 0
+    for words in phrases:
+        out.append(vectors[start : start + len(words)].mean(0))
+        start += len(words)
+    return _unit(np.stack(out))  # (C, D)
+
+
+def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
+              descriptions: Mapping[str, str | Sequence[str]] | None = None, return_scores: bool = False,
+              batch_size: int = 64, text_features: np.ndarray | None = None) -> Any:
+    """Predicted label names for ``texts``; with ``return_scores=True`` also the cosines (N, C).
+
+    ``text_features`` (N, D) reuses features already computed with ``encoder.encode(texts)``.
+    """
+    labels = list(labels)
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ValueError(f"labels={labels}: need at least 2 distinct label names")
+    keys = label_embeddings(encoder, labels, template, descriptions)  # (C, D)
+    if text_features is None:
+        text_features = encoder.encode(list(texts), batch_size=batch_size)  # (N, D)
+    scores = _unit(text_features) @ keys.T  # (N, C) cosine similarities
+    predicted = [labels[j] for j in scores.argmax(1)]
+    return (predicted, scores) if return_scores else predicted
+
+
+def select_pseudo_labels(scores: np.ndarray, top_fraction: float | None = 0.3,
+                         min_confidence: float | None = None, temperature: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices, class ids) of the pseudo-labelled rows chosen from zero-shot cosines (N, C).
+
+    Confidence is the softmax of cosine / temperature. ``top_fraction``: per predicted class, its
+    most confident ``top_fraction`` of rows, then every class cut to the smallest class's count, so
+    the pseudo-labelled set is balanced (a class the template favours cannot swamp the head).
+    ``min_confidence`` (instead, or as well): keep only rows at or above it.
+    """
+    logits = scores / temperature
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)  # (N, C)
+    predicted, confidence = probs.argmax(1), probs.max(1)
+    keep = np.ones(len(scores), dtype=bool) if min_confidence is None else confidence >= min_confidence
+    per_class = []
+    for c in range(scores.shape[1]):
+        rows = np.flatnonzero(keep & (predicted == c))
+        rows = rows[np.argsort(-confidence[rows], kind="stable")]
+        if top_fraction is not None:
+            rows = rows[: int(np.ceil(top_fraction * len(rows)))]
+        per_class.append(rows)
+    if top_fraction is not None:
+        smallest = min(len(r) for r in per_class)
+        per_class = [r[:smallest] for r in per_class]
+    chosen = np.sort(np.concatenate(per_class)).astype(int)
+    if len(chosen) == 0 or len({int(predicted[i]) for i in chosen}) < 2:
+        raise ValueError("self-training found pseudo-labels for fewer than 2 classes: lower min_confidence, "
+                         "raise top_fraction, or give more unlabelled texts")
+    return chosen, predicted[chosen]
+
+
+@dataclass
+class SelfTrainResult:
+    model: Any  # the TransferModel with the trained head
+    pseudo_rows: int  # how many unlabelled texts were pseudo-labelled
+    pseudo_accuracy: float | None  # their agreement with true labels, when given (diagnostic only)
+    fit: Any = None  # the FitResult
+    per_class: dict[str, int] = field(default_factory=dict)
+
+
+def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequence[str],
+               template: str = DEFAULT_TEMPLATE, descriptions: Mapping[str, str | Sequence[str]] | None = None,
+               top_fraction: float | None = 0.3, min_confidence: float | None = None, head: Any = None,
+               true_labels: Sequence[str] | None = None, **fit_options: Any) -> SelfTrainResult:
+    """Zero-shot pseudo-labels on ``unlabelled_texts``, then a head trained on them with ``nlptl.fit``.
+
+    Default: a ClassificationHead on the frozen encoder (``strategy="feature_extraction"``, whose
+    features ``fit`` caches), 20 epochs; any ``fit`` option overrides. ``true_labels`` (never used
+    for training) only reports how accurate the pseudo-labels were.
+    """
+    from .. import TransferModel, fit
+    from ..heads import ClassificationHead
+
+    labels = list(labels)
+    texts = list(unlabelled_texts)
+    _, scores = zero_shot(encoder, texts, labels, template, descriptions, return_scores=True)
+    rows, ids = select_pseudo_labels(scores, top_fraction, min_confidence)
+    data = {"text": [texts[i] for i in rows], "label": [labels[j] for j in ids]}
+    model = TransferModel(encoder, head if head is not None else ClassificationHead(len(labels)), labels=labels)
+    options = {"strategy": "feature_extraction", "epochs": 20, "batch_size": 32, "head_learning_rate": 3e-3,
+               "progress": False, **fit_options}
+    result = fit(model, data, **options)
+    model.eval()
+    agreement = None
+    if true_labels is not None:
+        agreement = float(np.mean([str(true_labels[i]) == labels[j] for i, j in zip(rows, ids)]))
+    counts = {labels[c]: int((ids == c).sum()) for c in range(len(labels))}
+    return SelfTrainResult(model, len(rows), agreement, result, counts)

@@ -1,0 +1,157 @@
+"""Recipe: k-shot text classification, nlptl's contrastive pairs beside SetFit and plain fine-tuning.
+
+    python recipes/few_shot.py --data-dir ../shared/data --dataset sst2 --shots 8 --seeds 0,1,2,3,4 \
+        --compare setfit --output reports/sst2-8shot
+
+For each seed, ``nlptl.fewshot.sample_shots`` draws k training examples per class, and every system
+trains on exactly those rows and is scored on the same evaluation rows:
+
+- ``nlptl``: ``ContrastivePairs`` (pair loss + head in one ``nlptl.fit``), whole encoder tuned;
+- ``plain_fine_tune``: the same model, strategy and steps with the plain ``Supervised`` objective;
+- ``setfit`` (``--compare setfit``; ``pip install 'nlptl[bench]'``): SetFit on the same MiniLM with
+  its documented defaults (only ``seed`` set, to the draw's seed).
+
+Training seconds are wall time of training alone (nlptl: ``FitResult.train_seconds``, which counts
+preparing rows and caches; SetFit: ``Trainer.train()``, which counts pair sampling and its
+logistic-regression head); loading the model and scoring are not counted. Systems take turns
+within each seed, so a busy machine slows them alike. Writes few_shot.json and report.md,
+updated after every seed.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+import nlptl
+from nlptl.fewshot import ContrastivePairs, sample_shots
+from nlptl.fewshot.splits import load_benchmark
+from nlptl.heads import ClassificationHead
+from nlptl.objectives import Supervised
+from nlptl.runs import resolve_encoder_source
+
+
+def nlptl_system(bench, shots, seed: int, args, contrastive: bool) -> tuple[float, float, float]:
+    """(accuracy, training seconds, training CPU seconds of this process) of one nlptl fit on the shots."""
+    path, kind = resolve_encoder_source(args.encoder)
+    model = nlptl.TransferModel(nlptl.load_encoder(path, kind=kind), ClassificationHead(len(bench.labels)),
+                                labels=bench.labels)
+    objective = ContrastivePairs(pairs_per_example=args.pairs_per_example, seed=seed) if contrastive else Supervised()
+    cpu = time.process_time()
+    result = nlptl.fit(model, shots, objective=objective, strategy=args.strategy,
+                       top_k=args.top_k if args.strategy == "top_k" else None,
+                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                       head_learning_rate=args.head_learning_rate, seed=seed, progress=False)
+    cpu = time.process_time() - cpu
+    accuracy = nlptl.evaluate(model, bench.evaluation, batch_size=64)["accuracy"]
+    return accuracy, result.train_seconds, cpu
+
+
+def setfit_system(bench, shots, seed: int, args) -> tuple[float, float, float]:
+    """(accuracy, training seconds, training CPU seconds) of SetFit with its defaults on the same encoder and shots."""
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    path, _ = resolve_encoder_source(args.encoder)
+    model = SetFitModel.from_pretrained(path)
+    trainer = Trainer(model=model, args=TrainingArguments(seed=seed), train_dataset=shots)
+    started, cpu = time.perf_counter(), time.process_time()
+    trainer.train()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    predicted = np.asarray(model.predict(list(bench.evaluation["text"]), batch_size=64))
+    return float((predicted == np.asarray(bench.evaluation["label"])).mean()), seconds, cpu
+
+
+def summary(per_seed: list[dict], name: str) -> dict:
+    accuracies = [row[name] for row in per_seed if row.get(name) is not None]
+    if not accuracies:
+        return {"mean": None, "std": None, "seconds": None, "cpu_seconds": None, "seeds": 0}
+    return {"mean": statistics.fmean(accuracies), "std": statistics.pstdev(accuracies),
+            "seconds": sum(row[f"{name}_seconds"] for row in per_seed if row.get(name) is not None),
+            "cpu_seconds": sum(row[f"{name}_cpu_seconds"] for row in per_seed if row.get(name) is not None),
+            "seeds": len(accuracies)}
+
+
+def write(out: Path, result: dict) -> None:
+    (out / "few_shot.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# {result['dataset']}, {result['shots']} examples per class, seeds {result['seeds']}", "",
+             f"Command: `{result['command']}`", "", f"Scored on {result['evaluation']}. Encoder: {result['encoder']}.",
+             f"nlptl settings: `{json.dumps(result['settings'])}`.", "",
+             "| system | mean accuracy | std | training seconds (all seeds) | training CPU seconds | seeds |",
+             "|---|---|---|---|---|---|"]
+    for name in result["systems"]:
+        s = result[name]
+        if s.get("error"):
+            lines.append(f"| {name} | failed: `{s['error']}` | | | | |")
+        elif s["mean"] is not None:
+            lines.append(f"| {name} | {s['mean']:.3f} | {s['std']:.3f} | {s['seconds']:.1f} | {s['cpu_seconds']:.1f} "
+                         f"| {s['seeds']} |")
+    if result.get("setfit", {}).get("seconds") and result["nlptl"]["seconds"]:
+        lines += ["", f"nlptl / SetFit training time: {result['nlptl']['seconds'] / result['setfit']['seconds']:.2f}x wall, "
+                  f"{result['nlptl']['cpu_seconds'] / result['setfit']['cpu_seconds']:.2f}x CPU (process time, "
+                  "steadier on a shared machine)"]
+    lines += ["", "Per seed: " + json.dumps(result["per_seed"])]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--dataset", default="sst2", choices=["sst2", "ag_news", "amazon_books"])
+    parser.add_argument("--shots", type=int, default=8, help="examples per class")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--compare", default="", help="comma list; 'setfit' adds SetFit")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--eval-rows", type=int, default=None, help="score a fixed seeded subset (default: all)")
+    parser.add_argument("--strategy", default="full")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--head-learning-rate", type=float, default=1e-2)
+    parser.add_argument("--pairs-per-example", type=int, default=20)
+    args = parser.parse_args()
+
+    bench = load_benchmark(args.dataset, args.data_dir, args.eval_rows)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    systems = ["nlptl", "plain_fine_tune"] + [c for c in args.compare.split(",") if c == "setfit"]
+    settings = {k: getattr(args, k) for k in ("strategy", "top_k", "epochs", "batch_size", "learning_rate",
+                                              "head_learning_rate", "pairs_per_example")}
+    result = {"dataset": args.dataset, "shots": args.shots, "seeds": seeds, "encoder": args.encoder,
+              "evaluation": bench.note, "settings": settings, "systems": systems,
+              "command": "python " + " ".join(sys.argv), "per_seed": []}
+    errors: dict[str, str] = {}
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for turn, seed in enumerate(seeds):
+        shots = sample_shots(bench.pool, args.shots, seed)
+        row = {"seed": seed}
+        for name in systems[turn % len(systems):] + systems[: turn % len(systems)]:  # take turns going first
+            if name in errors:
+                continue
+            try:
+                if name == "setfit":
+                    accuracy, seconds, cpu = setfit_system(bench, shots, seed, args)
+                else:
+                    accuracy, seconds, cpu = nlptl_system(bench, shots, seed, args, contrastive=name == "nlptl")
+            except Exception as error:  # SetFit is optional and may not run on this transformers version
+                if name != "setfit":
+                    raise
+                errors[name] = f"{type(error).__name__}: {error}"
+                traceback.print_exc()
+                continue
+            row.update({name: accuracy, f"{name}_seconds": seconds, f"{name}_cpu_seconds": cpu})
+            print(json.dumps({"seed": seed, "system": name, "accuracy": accuracy, "seconds": seconds}), flush=True)
+        result["per_seed"].append(row)
+        for name in systems:
+            result[name] = {**summary(result["per_seed"], name), **({"error": errors[name]} if name in errors else {})}
+        write(out, result)
+    print(json.dumps({name: result[name] for name in systems}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Few-, one- and zero-shot transfer on tiny offline models: shot draws, pairs, prototypes, templates."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import nlptl
+from nlptl.fewshot import (ContrastivePairs, PrototypeHead, prototypes, sample_pairs, sample_shots,
+                           select_pseudo_labels, zero_shot)
+from nlptl.heads import ClassificationHead
+from tests.tiny import all_builders
+
+BUILDERS = all_builders()
+GOOD = ["the film was good", "a really good movie", "good good film", "the movie is good", "a good tiny film"]
+BAD = ["the film was bad", "a really bad movie", "bad bad film", "the movie is bad", "not a good film"]
+
+
+@pytest.fixture
+def encoder(tmp_path):
+    torch.manual_seed(0)
+    return BUILDERS["bert"](tmp_path)[0].eval()
+
+
+def table(n_per_class: int = 5) -> dict:
+    return {"text": (GOOD * 4)[:n_per_class] + (BAD * 4)[:n_per_class],
+            "label": ["positive"] * n_per_class + ["negative"] * n_per_class}
+
+
+# ----- shots --------------------------------------------------------------------------------------
+
+def test_sample_shots_draws_k_per_class_the_same_for_the_same_seed():
+    data = {"text": [f"t{i}" for i in range(60)], "label": [i % 3 if i < 30 else i % 2 for i in range(60)]}
+    first, again, other = (sample_shots(data, 4, seed) for seed in (7, 7, 8))
+    assert sorted(np.bincount(first["label"]).tolist()) == [4, 4, 4]
+    assert first["text"] == again["text"]
+    assert first["text"] != other["text"]
+    with pytest.raises(ValueError, match="class 2 has 10 row"):
+        sample_shots(data, 11, 0)
+
+
+# ----- pairs --------------------------------------------------------------------------------------
+
+def test_pairs_are_seeded_balanced_and_bounded():
+    labels = torch.tensor([0] * 30 + [1] * 20 + [2] * 14)  # B = 64, unbalanced classes
+    draw = lambda seed, cap=None: sample_pairs(labels, 10, cap, torch.Generator().manual_seed(seed))
+    left, right, target = draw(0)
+    assert all(torch.equal(a, b) for a, b in zip((left, right, target), draw(0)))
+    assert not torch.equal(right, draw(1)[1])
+    assert len(left) <= 64 * 10 and (left != right).all()
+    assert torch.equal(target == 1, labels[left] == labels[right])  # targets say whether the classes agree
+    for anchor in range(64):  # every anchor: as many positives as negatives, at most 10 in all
+        mine = target[left == anchor]
+        assert (mine == 1).sum() == (mine == 0).sum() and len(mine) <= 10
+    capped = draw(0, cap=100)[2]
+    assert len(capped) == 100 and (capped == 1).sum() == 50
+
+
+def test_pairs_skip_a_lone_anchor_and_a_one_class_batch():
+    left, _, _ = sample_pairs(torch.tensor([0, 0, 0, 1]), 4, None, torch.Generator().manual_seed(0))
+    assert 3 not in left.tolist()  # class 1 has no partner, so no pair is anchored at it
+    assert len(sample_pairs(torch.tensor([1, 1, 1]), 4, None, torch.Generator().manual_seed(0))[0]) == 0
+
+
+def test_contrastive_pairs_trains_through_fit_and_its_loss_falls(encoder, tmp_path):
+    model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
+    data = table(5)
+    result = nlptl.fit(model, data, data, objective=ContrastivePairs(pairs_per_example=6), epochs=12,
+                       batch_size=10, learning_rate=1e-3, head_learning_rate=1e-2, warmup_ratio=0.0,
+                       progress=False, output_dir=str(tmp_path / "run"))
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    pair_losses = [s["train/pair_loss"] for s in steps if s["type"] == "step"]
+    assert np.mean(pair_losses[-3:]) < 0.8 * np.mean(pair_losses[:3])
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert all(s["train/pairs"] == 60 for s in steps if s["type"] == "step")  # 10 anchors x 6, every step
+    assert result.extra["objective"]["pairs_per_example"] == 6
+    assert result.metrics["accuracy"] >= 0.9
+
+
+def test_contrastive_pairs_refuses_too_few_pairs_per_example():
+    with pytest.raises(ValueError, match="pairs_per_example=1"):
+        ContrastivePairs(pairs_per_example=1)
+
+
+# ----- prototypes ---------------------------------------------------------------------------------
+
+def test_prototypes_are_the_class_means_of_normalised_support_features(encoder):
+    data = table(3)
+    head = prototypes(encoder, data["text"], data["label"])
+    assert head.labels == ["negative", "positive"]
+    features = encoder.encode(data["text"])
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = np.stack([unit[3:].mean(0), unit[:3].mean(0)])  # sorted names: negative, positive
+    np.testing.assert_allclose(head.prototypes.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_support_text_is_closest_to_its_own_class_prototype_in_one_shot(encoder):
+    head = prototypes(encoder, ["the film was good", "the river flows"], ["good", "other"])
+    model = nlptl.TransferModel(encoder, head, labels=head.labels)
+    assert head.predict(model, ["the film was good", "the river flows"]) == ["good", "other"]
+
+
+def test_prototype_head_saves_and_reloads_with_identical_predictions(encoder, tmp_path):
+    data = table(3)
+    head = prototypes(encoder, data["text"], data["label"], temperature=0.1)
+    model = nlptl.TransferModel(encoder, head, labels=head.labels)
+    model.save_pretrained(tmp_path / "model")
+    loaded = nlptl.TransferModel.from_pretrained(tmp_path / "model")
+    assert type(loaded.head) is PrototypeHead and loaded.head.temperature == 0.1
+    texts = GOOD + BAD
+    before = head.predict(model.eval(), texts, return_probabilities=True)
+    after = loaded.head.predict(loaded, texts, return_probabilities=True)
+    assert before[0] == after[0]
+    np.testing.assert_allclose(before[1], after[1], atol=1e-6)
+    assert torch.equal(loaded.head.prototypes, head.prototypes)
+
+
+def test_a_prototype_head_evaluates_like_any_head(encoder):
+    data = table(3)
+    head = prototypes(encoder, data["text"], data["label"])
+    model = nlptl.TransferModel(encoder, head, labels=head.labels)
+    metrics = nlptl.evaluate(model, data)
+    assert metrics["accuracy"] == 1.0  # each support text is nearest its own class mean here
+
+
+# ----- zero-shot ----------------------------------------------------------------------------------
+
+def test_zero_shot_picks_the_label_whose_template_is_nearest(encoder):
+    labels, template = ["good", "bad", "tiny"], "the film was {}."
+    texts = ["the film was bad.", "the film was good.", "the film was tiny.", "hello world", "a long sentence"]
+    predicted, scores = zero_shot(encoder, texts, labels, template=template, return_scores=True)
+    assert predicted[:3] == ["bad", "good", "tiny"]  # a template sentence is nearest its own label
+    keys = encoder.encode([template.format(x) for x in labels])
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    queries = encoder.encode(texts)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    np.testing.assert_allclose(scores, queries @ keys.T, atol=1e-5)
+    assert predicted == [labels[j] for j in (queries @ keys.T).argmax(1)]
+
+
+def test_zero_shot_refuses_a_template_without_a_slot(encoder):
+    with pytest.raises(ValueError, match="no '\\{\\}'"):
+        zero_shot(encoder, ["a film"], ["good", "bad"], template="a review")
+
+
+def test_pseudo_labels_are_balanced_and_most_confident_first():
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55]])
+    rows, ids = select_pseudo_labels(scores, top_fraction=0.5)
+    assert np.bincount(ids).tolist() == [1, 1]  # class 0 has 4 candidates, class 1 has 2: both cut to 1
+    assert rows.tolist() == [0, 4]
