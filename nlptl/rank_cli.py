@@ -46,6 +46,8 @@ def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
                       help="freeze line: the first depth within this fraction of the curve's range of its best")
     rank.add_argument("--max-length", type=int, help="truncate transformer inputs to this many tokens")
     rank.add_argument("--batch-size", type=int, default=64)
+    rank.add_argument("--classifiers", nargs="+", default=[],
+                      help="trained source classifiers (nlptl run directories) to score with LEEP on the same sample")
 
 
 def load_labelled(args: argparse.Namespace):
@@ -72,13 +74,18 @@ def layers_setting(values: list[str]) -> list[str] | str:
 
 
 def cmd_rank(args: argparse.Namespace) -> None:
-    from .transferability.pipeline import format_table, rank_texts
+    from .transferability.pipeline import classifier_scores, format_table, rank_texts, seeded_sample
 
     dataset = load_labelled(args)
     result = rank_texts(list(dataset["text"]), list(dataset["label"]), sources=args.encoders,
                         layers=layers_setting(args.layers), sample=args.sample, seed=args.seed, primary=args.score,
                         standardize=args.standardize, tolerance=args.tolerance, max_length=args.max_length,
                         batch_size=args.batch_size)
+    if args.classifiers:
+        rows = seeded_sample(len(dataset), args.sample, args.seed)  # the rows the features were scored on
+        sample = dataset.select(rows)
+        result["source_classifiers"] = classifier_scores(args.classifiers, list(sample["text"]),
+                                                         list(sample["label"]), batch_size=args.batch_size)
     result = {"task": args.task, "dataset": args.dataset or args.train_file, "domain": args.domain,
               "split": args.split, "labels": dataset.features["label"].names, **result}
     output = Path(args.output)

@@ -222,8 +222,15 @@ def test_rank_command_writes_the_ranking_and_a_freeze_line(tmp_path, monkeypatch
     data = tmp_path / "train.tsv"
     data.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
     output = tmp_path / "out" / "rank.json"
+    from nlptl import TransferModel, load_encoder
+    from nlptl.heads import ClassificationHead
+
+    source_classifier = TransferModel(load_encoder(tmp_path / HF_DIR), ClassificationHead(num_labels=3),
+                                      labels=["a", "b", "c"])  # untrained: LEEP must still be a valid score
+    source_classifier.save_pretrained(tmp_path / "classifier" / "model")
     code, stdout, stderr = run_cli(["rank", "--train-file", str(data), "--encoders", str(tmp_path / HF_DIR), "tfidf",
-                                    "--sample", "40", "--output", str(output)])
+                                    "--sample", "40", "--classifiers", str(tmp_path / "classifier"),
+                                    "--output", str(output)])
     assert code == 0, stderr
     result = json.loads(output.read_text())
     names = [r["name"] for r in result["candidates"]]
@@ -234,6 +241,8 @@ def test_rank_command_writes_the_ranking_and_a_freeze_line(tmp_path, monkeypatch
     advice = result["freeze_advice"][str(tmp_path / HF_DIR)]
     assert len(advice["curve"]) == 3 and 0 <= advice["top_k"] <= 2
     assert "recommended:" in stdout and names[0] in stdout
+    [classifier] = result["source_classifiers"]
+    assert classifier["source_labels"] == ["a", "b", "c"] and -5.0 < classifier["leep"] <= 0.0
     code, _, stderr = run_cli(["rank", "--train-file", str(data), "--encoders", "tfidf", "--layers", "all", "layer.0",
                                "--output", str(output)])
     assert code == 1 and stderr.strip().startswith("nlptl: error: --layers all layer.0")

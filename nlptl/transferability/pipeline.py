@@ -11,15 +11,72 @@ from typing import Any, Sequence
 import numpy as np
 
 from .features import TFIDF, load_source, source_candidates
-from .ranking import advise_freeze_depth, rank_candidates
+from .ranking import Candidate, advise_freeze_depth, rank_candidates
 
-__all__ = ["seeded_sample", "rank_texts", "format_table", "recommend"]
+__all__ = ["seeded_sample", "sample_candidates", "rank_sample", "rank_texts", "classifier_scores", "format_table",
+           "recommend"]
 
 
 def seeded_sample(n_rows: int, size: int | None, seed: int = 0) -> np.ndarray:
     """Row indices of a seeded random sample (all rows, shuffled, when ``size`` is None or too big)."""
     order = np.random.default_rng(seed).permutation(n_rows)
     return order if size is None or size >= n_rows else order[:size]
+
+
+def sample_candidates(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    sources: Sequence[str] = ("minilm", "glove-6b-50d", TFIDF),
+    layers: Sequence[str] | str = "all",
+    sample: int | None = 2000,
+    seed: int = 0,
+    max_length: int | None = None,
+    batch_size: int = 64,
+) -> tuple[list[Candidate], np.ndarray, dict[str, float]]:
+    """Every source's candidates on one seeded sample: (candidates, the sample's labels, load seconds per source)."""
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if sample is not None and sample < 10:
+        raise ValueError(f"sample={sample} is too small to score features; use at least a few hundred")
+    rows = seeded_sample(len(texts), sample, seed)
+    texts = [texts[i] for i in rows]
+    candidates, load_seconds = [], {}
+    for name in sources:
+        loading = time.perf_counter()
+        source = load_source(name, vocab_texts=texts, layers=layers, max_length=max_length,
+                             batch_size=batch_size, seed=seed)
+        load_seconds[name] = time.perf_counter() - loading
+        candidates += source_candidates(source, texts)
+    return candidates, np.asarray(labels)[rows], load_seconds
+
+
+def rank_sample(
+    candidates: list[Candidate],
+    labels: np.ndarray,
+    load_seconds: dict[str, float] | None = None,
+    primary: str = "logme",
+    scores: Sequence[str] = ("logme", "h_score", "knn_accuracy"),
+    standardize: bool = True,
+    tolerance: float = 0.05,
+) -> dict[str, Any]:
+    """Rank candidates computed by :func:`sample_candidates`; a rank.json-shaped dict (without total seconds)."""
+    load_seconds = load_seconds or {}
+    ranked = rank_candidates(candidates, labels, scores=scores, primary=primary, standardize=standardize)
+    for row in ranked:  # a source's load time is part of what its candidates cost
+        share = load_seconds.get(row["source"], 0.0) / sum(r["source"] == row["source"] for r in ranked)
+        row["seconds"] += share
+    sources = list(dict.fromkeys(c.source for c in candidates))
+    advice = {}
+    for name in sources:
+        layered = sorted((r for r in ranked if r["source"] == name and r["depth"] is not None),
+                         key=lambda r: r["depth"])
+        groups = next((c.num_groups for c in candidates if c.source == name), None)
+        if len(layered) > 1 and len(layered) == groups:  # a freeze line needs the whole curve
+            advice[name] = advise_freeze_depth([r[primary] for r in layered], [r["group"] for r in layered],
+                                               tolerance=tolerance).to_dict()
+    return {"sample": len(labels), "primary": primary, "standardize": standardize, "sources": sources,
+            "candidates": ranked, "freeze_advice": advice, "recommendation": recommend(ranked, advice),
+            "load_seconds": load_seconds}
 
 
 def rank_texts(
@@ -36,38 +93,43 @@ def rank_texts(
     max_length: int | None = None,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Rank every (source, depth) candidate on a seeded sample of ``texts``; a rank.json-shaped dict."""
+    """Rank every (source, depth) candidate on a seeded sample of ``texts``; a rank.json-shaped dict.
+
+    ``seconds`` is the whole ranking's wall time: loading the sources, features, scores.
+    """
     started = time.perf_counter()
-    if len(texts) != len(labels):
-        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-    if sample is not None and sample < 10:
-        raise ValueError(f"sample={sample} is too small to score features; use at least a few hundred")
-    rows = seeded_sample(len(texts), sample, seed)
-    texts = [texts[i] for i in rows]
-    y = np.asarray(labels)[rows]
-    candidates, load_seconds = [], {}
-    for name in sources:
-        loading = time.perf_counter()
-        source = load_source(name, vocab_texts=texts, layers=layers, max_length=max_length,
-                             batch_size=batch_size, seed=seed)
-        load_seconds[name] = time.perf_counter() - loading
-        candidates += source_candidates(source, texts)
-    ranked = rank_candidates(candidates, y, scores=scores, primary=primary, standardize=standardize)
-    for row in ranked:  # a source's load time is part of what its candidates cost
-        share = load_seconds[row["source"]] / sum(r["source"] == row["source"] for r in ranked)
-        row["seconds"] += share
-    advice = {}
-    for name in sources:
-        layered = sorted((r for r in ranked if r["source"] == name and r["depth"] is not None),
-                         key=lambda r: r["depth"])
-        groups = next((c.num_groups for c in candidates if c.source == name), None)
-        if len(layered) > 1 and len(layered) == groups:  # a freeze line needs the whole curve
-            advice[name] = advise_freeze_depth([r[primary] for r in layered], [r["group"] for r in layered],
-                                               tolerance=tolerance).to_dict()
-    return {"sample": len(rows), "seed": seed, "primary": primary, "standardize": standardize,
-            "sources": list(sources), "candidates": ranked, "freeze_advice": advice,
-            "recommendation": recommend(ranked, advice), "seconds": time.perf_counter() - started,
-            "load_seconds": load_seconds}
+    candidates, y, load_seconds = sample_candidates(texts, labels, sources, layers, sample, seed, max_length,
+                                                    batch_size)
+    result = rank_sample(candidates, y, load_seconds, primary=primary, scores=scores, standardize=standardize,
+                         tolerance=tolerance)
+    return {**result, "seed": seed, "seconds": time.perf_counter() - started}
+
+
+def classifier_scores(run_dirs: Sequence[str], texts: Sequence[str], labels: Sequence[int],
+                      batch_size: int = 64) -> list[dict[str, Any]]:
+    """LEEP of trained source classifiers (nlptl run or model directories) on the target sample.
+
+    A source classifier predicts its own labels (say SST-2's) on the target texts; LEEP says how
+    well those predictions carry the target labels. It ranks source *classifiers* among
+    themselves: its scale is not LogME's, so these rows are kept apart from the feature ranking.
+    """
+    from pathlib import Path
+
+    from ..model import TransferModel
+    from .scores import leep
+
+    rows = []
+    for run_dir in run_dirs:
+        started = time.perf_counter()
+        directory = Path(run_dir) / "model" if (Path(run_dir) / "model").is_dir() else Path(run_dir)
+        model = TransferModel.from_pretrained(directory)
+        _, probabilities = model.predict(list(texts), batch_size=batch_size, return_probabilities=True)
+        rows.append({"name": str(run_dir), "source_labels": list(model.labels or []),
+                     "leep": leep(probabilities, np.asarray(labels)), "seconds": time.perf_counter() - started})
+    rows.sort(key=lambda row: -row["leep"])
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
 
 
 def recommend(ranked: list[dict[str, Any]], advice: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -99,6 +161,10 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{r['rank']:>4}  {r['name']:<{width}}  {r['dims']:>5}  {r.get('logme', float('nan')):>8.4f}  "
                      f"{r.get('h_score', float('nan')):>8.4f}  {r.get('knn_accuracy', float('nan')):>7.3f}  "
                      f"{r['seconds']:>7.2f}")
+    if result.get("source_classifiers"):
+        lines.append("source classifiers by LEEP (a separate scale):")
+        lines += [f"{r['rank']:>4}  {r['name']}  leep {r['leep']:.4f}  ({r['seconds']:.1f} s)"
+                  for r in result["source_classifiers"]]
     rec = result["recommendation"]
     lines.append(f"ranked {len(result['candidates'])} candidates by {primary} on {result['sample']} rows "
                  f"in {result['seconds']:.1f} s")
