@@ -18,6 +18,7 @@ TASKS: dict[str, str | type[Head]] = {
     "text-classification": "nlptl.heads.classification:ClassificationHead",
     "extractive-qa": "nlptl.heads.qa:ExtractiveQAHead",
     "prototype-classification": "nlptl.fewshot.prototypes:PrototypeHead",
+    "token-classification": "nlptl.heads.token_classification:TokenClassificationHead",
 }
 # names saved by earlier versions of nlptl_model.json
 _ALIASES = {"classification": "text-classification", "extractive_qa": "extractive-qa"}
