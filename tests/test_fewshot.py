@@ -125,6 +125,19 @@ def test_a_prototype_head_evaluates_like_any_head(encoder):
     assert metrics["accuracy"] == 1.0  # each support text is nearest its own class mean here
 
 
+def test_trainable_prototypes_train_with_contrastive_pairs_and_reload(encoder, tmp_path):
+    data = table(5)
+    head = prototypes(encoder, data["text"], data["label"], trainable=True)
+    start = head.prototypes.detach().clone()
+    model = nlptl.TransferModel(encoder, head, labels=head.labels)
+    nlptl.fit(model, data, objective=ContrastivePairs(pairs_per_example=4), epochs=3, batch_size=10,
+              learning_rate=1e-3, head_learning_rate=1e-2, progress=False)
+    assert not torch.equal(head.prototypes.detach(), start)  # fit tuned them, starting from the class means
+    model.save_pretrained(tmp_path / "model")
+    loaded = nlptl.TransferModel.from_pretrained(tmp_path / "model")
+    assert loaded.head.trainable and torch.equal(loaded.head.prototypes.detach(), head.prototypes.detach())
+
+
 # ----- zero-shot ----------------------------------------------------------------------------------
 
 def test_zero_shot_picks_the_label_whose_template_is_nearest(encoder):

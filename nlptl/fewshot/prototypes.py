@@ -83,11 +83,13 @@ def class_means(features: np.ndarray, label_ids: np.ndarray, num_labels: int) ->
 
 def prototypes(encoder: Encoder, support_texts: Sequence[str], support_labels: Sequence[Any],
                labels: Sequence[str] | None = None, temperature: float = 0.05, pooling: str = "mean",
-               batch_size: int = 64) -> PrototypeHead:
+               batch_size: int = 64, trainable: bool = False) -> PrototypeHead:
     """A built PrototypeHead whose prototypes are the class means of the support set's features.
 
     ``labels`` fixes the class order (default: sorted distinct ``support_labels``); the head's
     ``labels`` holds the names, so ``TransferModel(encoder, head, labels=head.labels)`` predicts them.
+    ``trainable=True``: the prototypes start a cosine classifier that ``fit`` tunes (few-shot fine-tuning
+    from the nearest-class-mean solution rather than from a random head).
     """
     support_labels = list(support_labels)
     if len(support_texts) != len(support_labels) or not support_labels:
@@ -101,7 +103,7 @@ def prototypes(encoder: Encoder, support_texts: Sequence[str], support_labels: S
         raise ValueError(f"prototypes need at least 2 classes, got {names}")
     ids = np.array([names.index(str(x)) for x in support_labels])
     features = encoder.encode(list(support_texts), batch_size=batch_size, pooling=pooling)  # (N, D)
-    head = PrototypeHead(len(names), pooling=pooling, temperature=temperature)
+    head = PrototypeHead(len(names), pooling=pooling, temperature=temperature, trainable=trainable)
     head.build(encoder)  # built here, so TransferModel keeps these prototypes (fit re-initialises unbuilt heads)
     head.set_prototypes(torch.from_numpy(class_means(features, ids, len(names))))
     head.labels = names
