@@ -193,6 +193,16 @@ def test_transformer_source_gives_every_layer_from_one_pass(tmp_path):
         TransformerSource(encoder, "bert", layers=["layer.9"])
 
 
+def test_shared_layer_models_rank_their_top_group_only(tmp_path):
+    from tests.tiny.transformers import build_albert
+
+    encoder, texts = build_albert(tmp_path)  # groups: embeddings, one shared layer.0; 3 hidden states
+    np.testing.assert_allclose(TransformerSource(encoder, "albert", layers="last").features(texts)["layer.0"],
+                               encoder.encode(texts, pooling="mean"), atol=1e-5)
+    with pytest.raises(ValueError, match="layers='last'"):
+        TransformerSource(encoder, "albert").features(texts)
+
+
 def test_tfidf_source_reduces_to_the_requested_dimensions():
     texts = [f"word{i % 7} common text number{i % 3} extra{i % 11}" for i in range(60)]
     source = TfidfSource(dims=5).fit(texts)

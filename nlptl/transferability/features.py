@@ -95,15 +95,19 @@ class TransformerSource(FeatureSource):
                 idx = order[start : start + self.batch_size]
                 batch = {k: v.to(encoder.device) for k, v in make_batch(idx).items()}
                 captured.clear()
-                encoder(batch)
+                output = encoder(batch)
                 hidden = captured[-1]  # (G,) of (B, L, D): the embedding output, then each layer's
-                if len(hidden) != len(self._group_names):
-                    raise ValueError(f"{self.name}: {len(hidden)} hidden states for {len(self._group_names)} "
-                                     "layer groups (shared-layer models such as ALBERT): rank it with "
-                                     "layers='last'")
                 mask = batch["attention_mask"].bool()  # (B, L)
                 for layer, g in zip(self.layers, wanted):
-                    out[layer][idx] = pool(EncoderOutput(hidden[g], mask), "mean").float().cpu().numpy()
+                    if g == len(self._group_names) - 1:
+                        states = output.features  # the top group: what the encoder returns anyway
+                    elif len(hidden) == len(self._group_names):
+                        states = hidden[g]
+                    else:
+                        raise ValueError(f"{self.name}: {len(hidden)} hidden states for {len(self._group_names)} "
+                                         "layer groups (shared-layer models such as ALBERT), so only the top "
+                                         "group can be ranked: pass layers='last'")
+                    out[layer][idx] = pool(EncoderOutput(states, mask), "mean").float().cpu().numpy()
         finally:
             for hook in hooks:
                 hook.remove()
