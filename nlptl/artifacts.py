@@ -37,7 +37,8 @@ _LEGACY_FILES = (
     "merges.txt", "spiece.model", "sentencepiece.bpe.model", "preprocessor_config.json", "processor_config.json",
     "chat_template.jinja", "*.safetensors", "model.safetensors.index.json",
 )
-_LEGACY_SUBDIRECTORIES = {"encoder": "nlptl_encoder.json"}  # a TransferModel's encoder/ sub-artefact
+# A TransferModel's sub-folders: encoder/ (an encoder artefact, known by its marker) and heads/ (weights only).
+_LEGACY_SUBDIRECTORIES = {"encoder": "nlptl_encoder.json", "heads": None}
 _RENAME_EXCHANGE, _AT_FDCWD = 2, -100
 
 
@@ -185,8 +186,8 @@ def _legacy_foreign(directory: Path, present: list[str]) -> list[str]:
     """Foreign paths of an artefact saved before manifests: anything an nlptl or HF save would not write."""
     def allowed(path: str) -> bool:
         parts, is_dir = path.rstrip("/").split("/"), path.endswith("/")
-        sub_marker = _LEGACY_SUBDIRECTORIES.get(parts[0])
-        in_sub = sub_marker is not None and (directory / parts[0] / sub_marker).is_file()
+        in_sub = parts[0] in _LEGACY_SUBDIRECTORIES and (
+            _LEGACY_SUBDIRECTORIES[parts[0]] is None or (directory / parts[0] / _LEGACY_SUBDIRECTORIES[parts[0]]).is_file())
         if len(parts) == 1:
             return in_sub if is_dir else _legacy_name(parts[0])
         return len(parts) == 2 and in_sub and not is_dir and _legacy_name(parts[1])

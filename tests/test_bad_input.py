@@ -313,7 +313,7 @@ def test_duplicate_column_names(tmp_path, name, text):
 def test_jsonl_text_that_is_not_a_string(tmp_path, value, kind):
     rows = [{"text": "fine", "label": "pos"}, {"text": value, "label": "neg"}]
     path = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
-    with Unchanged(tmp_path), pytest.raises(ValueError, match=rf"d\.jsonl: line 2 has a {kind} .* text column 'text'"):
+    with Unchanged(tmp_path), pytest.raises(ValueError, match=rf"d\.jsonl: line 2 \(data row 2\) has a {kind} .* text column 'text'"):
         load_files(train_file=path)
 
 
@@ -331,7 +331,7 @@ def test_json_records_text_that_is_not_a_string(tmp_path):
 def test_float_or_boolean_labels_in_json(tmp_path, labels, match):
     rows = [{"text": f"t{i}", "label": v} for i, v in enumerate(labels)]
     path = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows))
-    with Unchanged(tmp_path), pytest.raises(ValueError, match=rf"d\.jsonl: line 1: {match}"):
+    with Unchanged(tmp_path), pytest.raises(ValueError, match=rf"d\.jsonl: line 1 \(data row 1\): {match}"):
         load_files(train_file=path)
 
 
@@ -343,7 +343,7 @@ def test_float_labels_in_csv(tmp_path):
 
 def test_missing_label_names_the_line(tmp_path):
     path = write(tmp_path / "d.csv", "text,label\na,pos\nb,\nc,neg\n")
-    with Unchanged(tmp_path), pytest.raises(ValueError, match=r"d\.csv: line 3 has no label in column 'label'"):
+    with Unchanged(tmp_path), pytest.raises(ValueError, match=r"d\.csv: line 3 \(data row 2\) has no label in column 'label'"):
         load_files(train_file=path)
 
 
@@ -560,7 +560,7 @@ def test_checkpoint_pickle_that_would_run_code_is_refused(tmp_path, name):
     marker = tmp_path / "pwned"
     path = fake_checkpoint(tmp_path / "run")
     with open(path / name, "wb") as f:
-        pickle.dump({"state": RunsCommand(marker)}, f)
+        pickle.dump({"state": RunsCommand(marker)}, f, protocol=2)
     accelerator = FakeAccelerator()
     with Unchanged(tmp_path), pytest.raises(ValueError, match=rf"{name} cannot be read as plain training state.*refuses"):
         checkpoint.load_checkpoint(accelerator, tmp_path / "run")
@@ -572,3 +572,10 @@ def test_damaged_best_weights_name_the_file(tmp_path):
     write(path / "best_weights.safetensors", struct.pack("<Q", 10) + b"not json!!")
     with Unchanged(tmp_path), pytest.raises(ValueError, match=r"best_weights\.safetensors.*not a readable safetensors"):
         checkpoint.load_checkpoint(FakeAccelerator(), tmp_path / "run")
+
+
+def test_tokenizer_file_that_is_not_json(bert_dir, tmp_path):
+    directory = bert_variant(bert_dir, tmp_path)
+    (directory / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    with Unchanged(tmp_path), pytest.raises(ValueError, match=r"tokenizer\.json.*not valid JSON"):
+        nlptl.load_encoder(directory)

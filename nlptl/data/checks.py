@@ -58,7 +58,8 @@ def check_float_names(names: Sequence[str], column: str, source: str) -> None:
 
     floats = [as_float(n) for n in names]
     if names and all(f is not None for f in floats) and any("." in n or "e" in n.lower() for n in names):
-        raise ValueError(f"{source}: the labels in column {column!r} read as floats ({', '.join(map(repr, names[:4]))}); "
+        shown = ", ".join(map(repr, names[:4]))
+        raise ValueError(f"{source}: the labels in column {column!r} read as floats ({shown}); "
                          "class ids must be integers (write 0, 1, ... instead of 0.0, 1.0); if they really are "
                          "names, pass label_names=[...] (CLI: --label-names) listing them")
 

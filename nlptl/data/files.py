@@ -47,7 +47,7 @@ def _read_table(path: Path, header: bool) -> tuple[dict[str, list[Any]], list[st
         return columns, [f"record {i + 1}" for i in range(_num_rows(columns))]
     if suffix == ".jsonl":
         records, lines = _parse_jsonl(path, text)
-        return _columns_from_records(records, path), [f"line {n}" for n in lines]
+        return _columns_from_records(records, path), [f"line {n} (data row {i + 1})" for i, n in enumerate(lines)]
     return _parse_table(path, text, delimiter="\t" if suffix == ".tsv" else ",", header=header)
 
 
@@ -124,7 +124,8 @@ def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> tuple[d
             raise ValueError(f"{path}: line {lineno} has {len(row)} fields, expected {len(names)} "
                              f"(columns {names}); check the delimiter or quoting of that line")
     rows = [row for _, row in numbered]
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}, [f"line {n}" for n, _ in numbered]
+    places = [f"line {n} (data row {i + 1})" for i, (n, _) in enumerate(numbered)]
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}, places
 
 
 def _looks_like_json(text: str) -> bool:

@@ -125,8 +125,9 @@ def _load_saved(directory: Path, trust_remote_code: bool, **options: Any) -> Enc
     payload = read_json_file(config_file, ENCODER_CONFIG_NAME)
     saved_kind = payload.get("kind") if isinstance(payload, dict) else None
     if saved_kind not in SAVED_CLASSES:
-        raise ValueError(f"{str(config_file)!r}: unknown saved kind {saved_kind!r} (known: {', '.join(SAVED_CLASSES)}); "
-                         "the file is damaged or from another program: save the encoder again")
+        raise ValueError(f"{str(config_file)!r}: unknown saved kind {saved_kind!r} (known: "
+                         f"{', '.join(SAVED_CLASSES)}); the file is damaged or from another program: save the encoder "
+                         "again")
     if not isinstance(payload.get("config"), dict):
         raise ValueError(f"{str(config_file)!r}: 'config' must be a JSON object of settings; save the encoder again")
     verify_sizes(directory)

@@ -17,7 +17,8 @@ import mmap
 import struct
 from pathlib import Path
 
-_ARGS = struct.Struct("<12id")  # dim, ws, epoch, minCount, neg, wordNgrams, loss, model, bucket, minn, maxn, lrUpdateRate, t
+# dim, ws, epoch, minCount, neg, wordNgrams, loss, model, bucket, minn, maxn, lrUpdateRate (int32); t (float64)
+_ARGS = struct.Struct("<12id")
 _DICT = struct.Struct("<3i2q")
 _MATRIX = struct.Struct("<?2q")
 _HEADER_BYTES = 8

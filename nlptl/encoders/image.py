@@ -254,14 +254,15 @@ class HFImageEncoder(ImageEncoder):
         from transformers import AutoImageProcessor, AutoModel
 
         from .transformer import _hub_offline  # one rule for "is the hub reachable", answered in seconds
-        from .weights import load_hf_model
+        from .weights import check_config_file, load_hf_model
 
         if backend not in IMAGE_BACKENDS:
             raise ValueError(f"backend={backend!r} is not one of {IMAGE_BACKENDS}; 'pil' needs no torchvision")
-
         path = Path(source).expanduser()
         source = str(path) if path.is_dir() else str(source)
-        if not path.is_dir():
+        if path.is_dir():
+            check_config_file(path)
+        else:
             if source.startswith((".", "/", "~")) or source.count("/") > 1:
                 raise FileNotFoundError(f"image model directory {source!r} does not exist")
             local_files_only = local_files_only or _hub_offline()

@@ -96,7 +96,8 @@ class TimmEncoder(ImageEncoder):
         model_kwargs = config.get("model_kwargs") or {}
         config_file = directory / "nlptl_encoder.json"
         if not isinstance(model_kwargs, dict):
-            raise ValueError(f"{str(config_file)!r}: model_kwargs must be a JSON object, got {type(model_kwargs).__name__}")
+            raise ValueError(f"{str(config_file)!r}: model_kwargs must be a JSON object, got "
+                             f"{type(model_kwargs).__name__}; save the encoder again")
         reads_files = sorted(set(model_kwargs) & _FILE_READING_KWARGS)
         if reads_files:  # the weights come from this directory; a saved JSON must not point timm at other files
             raise ValueError(f"{str(config_file)!r}: model_kwargs sets {reads_files}, which make timm read or fetch "

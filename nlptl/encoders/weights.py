@@ -70,11 +70,16 @@ def check_finite(named: Iterable[tuple[str, Any]], source: str | Path) -> None:
                              "the model again")
 
 
+JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "preprocessor_config.json", "processor_config.json")
+
+
 def check_config_file(directory: str | Path) -> None:
-    """A local model directory's config.json must be JSON, or transformers fails without naming it."""
-    config_file = Path(directory) / "config.json"
-    if config_file.is_file():
-        read_json_file(config_file, "config.json")
+    """A local model directory's JSON files must parse: transformers and tokenizers fail without naming them."""
+    for name in JSON_FILES:
+        path = Path(directory) / name
+        if path.is_file():
+            read_json_file(path, name)
 
 
 def load_hf_model(auto_class: Any, location: str, allowed_missing: tuple[str, ...] = ALLOWED_MISSING,
