@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Sequence
-
 import datasets
 
 __all__ = ["SCHEMES", "CONLL_EXTENSIONS", "read_tagged_file", "load_tagged_files", "load_conll2003",
@@ -184,12 +182,3 @@ def load_conll2003(root: Path) -> datasets.DatasetDict:
     if not files:
         raise LocalCopyMissing(f"no local copy of 'conll2003' under {root}: expected {CONLL2003_LAYOUT}")
     return load_tagged_files(files)
-
-
-def split_sizes(dataset: datasets.DatasetDict) -> dict[str, tuple[int, int]]:
-    """(sentences, words) per split, for reports."""
-    return {split: (len(d), sum(len(t) for t in d["tokens"])) for split, d in dataset.items()}
-
-
-def all_tags(datasets_: Sequence[datasets.Dataset]) -> list[str]:
-    return sorted({t for d in datasets_ for tags in d["tags"] for t in tags})

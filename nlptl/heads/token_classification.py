@@ -115,7 +115,8 @@ class TokenClassificationHead(Head):
         words = [_checked_words(w, i, tokens_column) for i, w in enumerate(dataset[tokens_column])]
         tags = None
         if tagged:
-            tags = [self._tag_ids(t, len(w), i, tags_column) for i, (w, t) in enumerate(zip(words, dataset[tags_column]))]
+            tags = [self._tag_ids(t, len(w), i, tags_column)
+                    for i, (w, t) in enumerate(zip(words, dataset[tags_column]))]
         joined = [td.join_words(w) for w in words]
         return self.rows_for(encoder, [text for text, _ in joined], [spans for _, spans in joined], tags)
 
