@@ -121,13 +121,15 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--head-learning-rate", type=float, default=1e-2)
     parser.add_argument("--pairs-per-example", type=int, default=20)
+    parser.add_argument("--skip-plain", action="store_true", help="leave out the plain fine-tuning row")
     parser.add_argument("--head", default="linear", choices=["linear", "prototype"],
                         help="nlptl's head: a new linear classifier, or trainable prototypes from the shots")
     args = parser.parse_args()
 
     bench = load_benchmark(args.dataset, args.data_dir, args.eval_rows)
     seeds = [int(s) for s in args.seeds.split(",")]
-    systems = ["nlptl", "plain_fine_tune"] + [c for c in args.compare.split(",") if c == "setfit"]
+    systems = ["nlptl"] + ([] if args.skip_plain else ["plain_fine_tune"]) + [c for c in args.compare.split(",")
+                                                                             if c == "setfit"]
     settings = {k: getattr(args, k) for k in ("strategy", "top_k", "epochs", "batch_size", "learning_rate",
                                               "head_learning_rate", "pairs_per_example", "head")}
     result = {"dataset": args.dataset, "shots": args.shots, "seeds": seeds, "encoder": args.encoder,
