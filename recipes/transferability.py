@@ -82,15 +82,18 @@ def probe_accuracies(sources: list[str], train_texts, train_labels, eval_texts, 
 
 def compare(ranking: dict, accuracies: dict[str, float]) -> dict:
     """Kendall tau of each score against accuracy, and whether the top-ranked candidate is the best."""
-    rows = ranking["candidates"]
+    rows, primary = ranking["candidates"], ranking["primary"]
     for row in rows:
         row["accuracy"] = accuracies[row["name"]]
     truth = np.array([row["accuracy"] for row in rows])
     scores = [*SCORES, *(["logme_raw"] if "logme_raw" in rows[0] else [])]
     taus = {score: float(kendalltau([row[score] for row in rows], truth).statistic) for score in scores}
+    layered = [row for row in rows if row["depth"] is not None]  # one source's layers: the freeze-line question
+    if len(layered) > 2:
+        taus[f"{primary}_layers_only"] = float(kendalltau([r[primary] for r in layered],
+                                                          [r["accuracy"] for r in layered]).statistic)
     best_true = rows[int(truth.argmax())]["name"]
     top1 = {score: max(rows, key=lambda r: r[score])["name"] for score in SCORES}
-    primary = ranking["primary"]
     return {"kendall_tau": taus[primary], "kendall_tau_by_score": taus, "top1_correct": top1[primary] == best_true,
             "top1_by_score": top1, "most_accurate": best_true,
             "top1_regret": float(truth.max() - accuracies[top1[primary]])}
@@ -145,12 +148,14 @@ def write_report(output: Path, results: dict, settings: dict, command: str) -> N
              "LogME is computed on per-dimension standardized features (the raw-feature tau is kept in the "
              "table as `tau raw LogME`). The other datasets are held out from that choice.", ""]
     if any("kendall_tau" in r for r in results.values()):
-        lines += ["| dataset | protocol | candidates | tau LogME | tau H-score | tau kNN | tau raw LogME | top-1 right "
-                  "| top-1 regret | rank seconds (load avg) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| dataset | protocol | candidates | tau LogME | tau H-score | tau kNN | tau raw LogME | tau LogME, "
+                  "MiniLM layers only | top-1 right | top-1 regret | rank seconds (load avg) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in results.items():
             t = r["kendall_tau_by_score"]
             lines.append(f"| {name} | {r['protocol']} | {len(r['candidates'])} | {t['logme']:.3f} | "
                          f"{t['h_score']:.3f} | {t['knn_accuracy']:.3f} | {t.get('logme_raw', float('nan')):.3f} | "
+                         f"{t.get('logme_layers_only', float('nan')):.3f} | "
                          f"{'yes' if r['top1_correct'] else 'no'} "
                          f"({r['top1_by_score']['logme']} vs {r['most_accurate']}) | {r['top1_regret']:.4f} | "
                          f"{r['rank_seconds']:.1f} (load {max(r['load_average_during_rank']):.1f}) |")
@@ -186,6 +191,10 @@ def main() -> None:
     output.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         saved = json.loads((output / "transferability.json").read_text())
+        for result in saved["datasets"].values():  # recompute the comparison: it may have gained columns
+            if "accuracy" in result["candidates"][0]:
+                result.update(compare(result, {r["name"]: r["accuracy"] for r in result["candidates"]}))
+        (output / "transferability.json").write_text(json.dumps(saved, indent=2))
         plot_curves(saved["datasets"], output / "curves.png")
         write_report(output, saved["datasets"], saved["settings"], saved["command"])
         return
