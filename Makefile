@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[assets,reports,test]"
+	$(PY) -m pip install -q -e ".[assets,reports,test,adaptation]"
 	touch $@
 
 demo: setup

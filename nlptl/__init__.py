@@ -3,7 +3,8 @@ from .config import TrainConfig
 from .encoders import Encoder, EncoderOutput, infer_kind, list_encoders, load_encoder
 from .model import TransferModel
 from .strategies import STRATEGIES
-from .training import FitResult, evaluate, fit
+from .evaluation import evaluate
+from .training import FitResult, fit
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .heads import POOLINGS, task_names
+from .adaptation import ADAPTATIONS
 from .runs import BASELINES, RunConfig
 
 
@@ -32,13 +33,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--text-pair-column")
     data.add_argument("--label-column", default="label")
     data.add_argument("--train-size", type=int, help="use only this many training rows (seeded sample)")
+    data.add_argument("--shots", type=int, help="few-shot: draw this many training examples per class (seeded)")
+    data.add_argument("--unlabeled-file", help="unlabelled target-domain text (a text column) for --adaptation")
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", help="path, hub id, or 'minilm' / 'glove-6b-50d' (offline assets)")
     model.add_argument("--encoder-kind", help="encoder kind when it cannot be inferred (see `nlptl encoders`)")
     model.add_argument("--max-length", type=int, help="truncate inputs to this many tokens")
     model.add_argument("--pooling", default="mean", choices=POOLINGS)
     model.add_argument("--hidden-size", type=int, help="one hidden layer in the classification head")
+    model.add_argument("--lstm-hidden", type=int, help="token classification: a BiLSTM of this width per direction")
     model.add_argument("--baseline", choices=[b for b in BASELINES if b], help="train a baseline instead")
+    model.add_argument("--adaptation", choices=ADAPTATIONS,
+                       help="domain adaptation to --unlabeled-file: dann, coral, mmd, or importance/kmm weights")
+    model.add_argument("--method", choices=["contrastive"], help="few-shot: contrastive pairs, then the head")
     add_training_arguments(parser.add_argument_group("training (nlptl.TrainConfig)"))
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--output-dir", required=True, help="the run directory to write")
@@ -109,7 +116,9 @@ def cmd_predict(args) -> None:
         texts += [line.rstrip("\n") for line in open(args.input_file, encoding="utf-8") if line.strip()]
     if not texts:
         raise ValueError("nothing to predict: give --text TEXT (repeatable) or --input-file FILE (one text per line)")
-    if model.head.task != "text-classification":
+    from .heads import ClassificationHead
+
+    if not isinstance(model.head, ClassificationHead):
         from .model import _eval_mode
 
         with _eval_mode(model):

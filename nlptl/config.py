@@ -22,6 +22,11 @@ PRECISIONS = ("no", "bf16", "fp16")
 TASK_SAMPLINGS = ("all", "proportional", "temperature", "round_robin")
 CACHE_DTYPES = ("float32", "float16")
 EARLY_STOPPING_MODES = ("auto", "min", "max")
+# what other libraries call some of these options (transformers' TrainingArguments, plain PyTorch)
+OTHER_NAMES = {"lr": "learning_rate", "num_epochs": "epochs", "num_train_epochs": "epochs",
+               "per_device_train_batch_size": "batch_size", "per_device_eval_batch_size": "eval_batch_size",
+               "warmup": "warmup_ratio", "grad_accum": "gradient_accumulation_steps", "fp16": "mixed_precision",
+               "bf16": "mixed_precision", "clip_grad_norm": "max_grad_norm", "lr_scheduler_type": "schedule"}
 
 
 def option(default: Any, help: str, cli: bool = True, choices: tuple | None = None, **kwargs: Any) -> Any:
@@ -50,7 +55,7 @@ class TrainConfig:
     mixed_precision: str = option("no", "bf16 (CPU or GPU) or fp16 (GPU only)", choices=PRECISIONS)
     early_stopping_metric: str | None = option(None, "evaluation metric to keep the best epoch by, e.g. accuracy")
     early_stopping_patience: int = option(2, "epochs without improvement before stopping")
-    early_stopping_mode: str = option("auto", "auto: minimise metrics named *loss, maximise others",
+    early_stopping_mode: str = option("auto", "auto: minimise *loss, *error, *mse, *mae, *perplexity; maximise others",
                                       choices=EARLY_STOPPING_MODES)
     output_dir: str | None = option(None, "run directory: checkpoints, log.jsonl, model/, metrics.json", cli=False)
     save_every_steps: int | None = option(None, "write a resumable checkpoint every N optimizer steps")
@@ -129,8 +134,8 @@ class TrainConfig:
         columns = {k: values.pop(k) for k in list(values) if k.endswith("_column") and k not in known}
         unknown = sorted(set(values) - known)
         if unknown:
-            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-                name, known | {"learning_rate", "text_column", "label_column"}, n=1)) else "") for name in unknown]
+            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := [OTHER_NAMES[name]] if name in
+                     OTHER_NAMES else difflib.get_close_matches(name, known, n=1)) else "") for name in unknown]
             raise TypeError(f"unknown training option(s) {', '.join(hints)}; see nlptl.TrainConfig for all of them")
         merged = {**(training_fields(base) if base is not None else {}), **values}
         merged["columns"] = {**merged.get("columns", {}), **columns}

@@ -52,7 +52,8 @@ class TransferModel(nn.Module):
             raise ValueError(f"labels names head(s) {unknown} that are not in heads {sorted(heads)}")
         self.encoder = encoder
         self.heads = nn.ModuleDict()
-        self._fresh: set[str] = set()  # built here, never trained or loaded: fit initialises them under its seed
+        # heads built here and untouched since (their weights as built): fit initialises them under its seed
+        self._fresh: dict[str, dict[str, torch.Tensor]] = {}
         for name, one in heads.items():
             self._add_head(name, one, labels.get(name))
         self.default_head = next(iter(heads))
@@ -72,10 +73,11 @@ class TransferModel(nn.Module):
                 raise ValueError(f"labels has {len(labels)} names but head {name!r} has num_labels={num_labels}")
             if len(set(labels)) != len(labels):
                 raise ValueError(f"labels for head {name!r} has duplicates: {labels}")
-        head.labels = labels
+        if labels is not None or getattr(head, "labels", None) is None:
+            head.labels = labels  # names given to the head itself are kept when TransferModel gets none
         if not head.is_built:
             head.build(self.encoder)
-            self._fresh.add(name)
+            self._fresh[name] = {k: v.detach().clone() for k, v in head.state_dict().items()}
         elif head.num_features != self.encoder.num_features:
             raise ValueError(f"head {name!r} was built for width {head.num_features}, "
                              f"the encoder gives {self.encoder.num_features}")
@@ -109,14 +111,18 @@ class TransferModel(nn.Module):
                          "training dataset after the head it trains")
 
     def initialize_fresh_heads(self) -> list[str]:
-        """Re-create the layers of heads nobody has trained or loaded, from the current RNG state.
+        """Re-create the layers of heads nobody has trained, loaded or set since they were built.
 
         ``fit`` calls this right after seeding, so a head built before ``fit`` starts from the same
-        weights as one built inside it: the seed fixes the whole run.
+        weights as one built inside it: the seed fixes the whole run. A head whose weights you set
+        by hand after building it keeps them.
         """
-        names = sorted(self._fresh)
-        for name in names:
-            self.heads[name]._build(self.encoder.num_features)
+        names = []
+        for name, built in sorted(self._fresh.items()):
+            now = self.heads[name].state_dict()
+            if now.keys() == built.keys() and all(torch.equal(now[k].cpu(), built[k].cpu()) for k in built):
+                self.heads[name]._build(self.encoder.num_features)
+                names.append(name)
         self._fresh.clear()
         return names
 
@@ -136,10 +142,12 @@ class TransferModel(nn.Module):
     def predict(self, inputs: Sequence[Any], text_pairs: Sequence[str] | None = None, batch_size: int = 32,
                 return_probabilities: bool = False, head: str | None = None):
         """Predicted label names (ids without names); with probabilities on request."""
+        from .heads import ClassificationHead
+
         one = self.get_head(head)
-        if one.task != "text-classification":
+        if not isinstance(one, ClassificationHead):  # prototype heads are classification heads too
             raise TypeError(f"predict() is for text classification; head {head or self.default_head!r} is "
-                            f"{one.task!r} (use answer() for extractive QA)")
+                            f"{one.task!r} (answer() is for extractive QA, tag() for token classification)")
         inputs = _check_inputs(inputs, "inputs", batch_size)
         if text_pairs is not None:
             text_pairs = _check_inputs(text_pairs, "text_pairs", batch_size)
@@ -159,11 +167,27 @@ class TransferModel(nn.Module):
         with _eval_mode(self):
             return one.predict(self, questions, batch_size=batch_size, contexts=contexts, head=head)
 
+    def tag(self, texts: Sequence[str], batch_size: int = 32, head: str | None = None) -> list[list[dict]]:
+        """Named entities: per text [{"entity", "text", "start", "end", "score"}] with character offsets."""
+        one = self.get_head(head)
+        if one.task != "token-classification":
+            raise TypeError(f"tag() is for token classification; head {head or self.default_head!r} is {one.task!r}")
+        texts = _check_inputs(texts, "texts", batch_size)
+        with _eval_mode(self):
+            return one.predict(self, texts, batch_size=batch_size, head=head)
+
     # ----- one artefact --------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the whole model into ``directory`` atomically (see ``nlptl.artifacts``)."""
+        """Write the whole model into ``directory`` atomically.
+
+        An existing directory is replaced only when it holds a saved nlptl model and nothing else
+        (anything foreign, the working directory or home is refused before writing); a kill at any
+        moment leaves the old model or the new one (see ``nlptl.artifacts.save_directory``).
+        """
         from safetensors.torch import save_file
+
+        from .artifacts import save_directory
 
         def write(staging: Path) -> None:
             self.encoder.save_pretrained(staging / "encoder")
@@ -176,14 +200,17 @@ class TransferModel(nn.Module):
                        "default_head": self.default_head, "training": self.training_info}
             (staging / MODEL_CONFIG_NAME).write_text(json.dumps(payload, indent=2, default=str))
 
-        _save_directory(directory, write)
+        save_directory(directory, write, marker=MODEL_CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, trust_remote_code: bool = False) -> "TransferModel":
         """Load a saved model; nothing a file names is imported unless ``trust_remote_code=True``."""
         from safetensors.torch import load_file
 
+        from .artifacts import recover_directory
+
         directory = Path(directory)
+        recover_directory(directory)  # a save killed mid-replacement may have left the model aside
         config_file = directory / MODEL_CONFIG_NAME
         if not config_file.is_file():
             raise FileNotFoundError(f"{directory} is not a saved TransferModel: {MODEL_CONFIG_NAME} is missing")
@@ -208,23 +235,6 @@ class TransferModel(nn.Module):
         model._fresh.clear()
         model.training_info = payload.get("training", {})
         return model.eval()
-
-
-def _save_directory(directory: str | os.PathLike, write) -> None:
-    # TODO(issue 15): nlptl.artifacts.save_directory (refuses foreign directories, atomic swap)
-    import shutil
-    import tempfile
-
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        write(staging)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 class _eval_mode:

@@ -21,11 +21,18 @@ import numpy as np
 
 from . import plots
 
-__all__ = ["write_report", "load_run", "build_report", "PRIMARY_METRIC"]
+__all__ = ["write_report", "load_run", "build_report"]
 
-PRIMARY_METRIC = {"text-classification": "accuracy", "image-classification": "accuracy", "extractive-qa": "f1"}
-TASK_METRICS = {"text-classification": ("accuracy", "macro_f1", "mcc"),
-                "image-classification": ("accuracy", "macro_f1", "mcc"), "extractive-qa": ("f1", "exact_match")}
+
+
+def _task_head(task: Any, where: Path):
+    """The head class of a run's task: it says the primary metric, the table's metrics and their scale."""
+    from .heads import head_class
+
+    try:
+        return head_class(task)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 @dataclass
@@ -75,21 +82,18 @@ def load_run(path: str | Path) -> Run:
     if not isinstance(config, dict) or not isinstance(record, dict):
         raise ValueError(f"run directory {str(path)!r}: config.json and metrics.json must each hold a JSON object")
     task = config.get("task")
-    if task not in PRIMARY_METRIC:
-        raise ValueError(f"{path / 'config.json'}: task {task!r} is not one a report knows ({sorted(PRIMARY_METRIC)})")
+    head = _task_head(task, path / "config.json")
     metrics = dict(record.get("metrics") or {})
-    primary = PRIMARY_METRIC[task]
+    primary = head.primary_metric
     if not isinstance(metrics.get(primary), (int, float)):
         raise ValueError(f"{path / 'metrics.json'}: metrics has no number {primary!r} (the {task} primary metric); "
                          f"it has {sorted(metrics)}")
     history = [dict(entry) for entry in record.get("history") or []]
-    # nlptl.metrics scores classification as fractions (0-1); QA and the report use percentages.
-    # An accuracy of at most 1% on the 0-100 scale is not a real run, so <= 1 means a fraction.
-    if primary == "accuracy" and metrics["accuracy"] <= 1.0:
-        for scores in [metrics, *history]:
-            for key in TASK_METRICS[task]:
-                if isinstance(scores.get(key), (int, float)):
-                    scores[key] = 100.0 * scores[key]
+    # reports show percentages; a head says whether its metrics are fractions (scale 100) or already percent
+    for scores in [metrics, *history]:
+        for key in head.report_metrics:
+            if isinstance(scores.get(key), (int, float)):
+                scores[key] = head.metric_scale * scores[key]
     predictions = _read_json(path / "predictions.json") if (path / "predictions.json").is_file() else None
     return Run(path, str(config.get("name") or path.name), config, record, metrics, history, predictions)
 
@@ -104,7 +108,9 @@ def build_report(run_dirs: Sequence[str | Path], title: str | None = None) -> di
     if len(tasks) > 1:
         detail = ", ".join(f"{str(run.path)!r} ({run.task})" for run in runs)
         raise ValueError(f"runs of different tasks {tasks} cannot share one report: {detail}; make one report per task")
-    task, primary = tasks[0], PRIMARY_METRIC[tasks[0]]
+    task = tasks[0]
+    head = _task_head(task, runs[0].path / "config.json")
+    primary = head.primary_metric
     _unique_names(runs)
     _compare_with_scratch(runs, primary)
     best = max(runs, key=lambda run: run.metrics[primary])  # the first listed wins a tie
@@ -117,7 +123,7 @@ def build_report(run_dirs: Sequence[str | Path], title: str | None = None) -> di
         "task": task,
         "primary_metric": primary,
         "scale": "percent (0-100)",
-        "metric_names": [m for m in TASK_METRICS[task] if any(m in run.metrics for run in runs)],
+        "metric_names": [m for m in head.report_metrics if any(m in run.metrics for run in runs)],
         "best_run": best.name,
         "per_class": _per_class(max(scored, key=lambda run: run.metrics[primary])) if scored else None,
         "environment": environments[0] if all(e == environments[0] for e in environments) else None,

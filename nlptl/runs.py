@@ -15,6 +15,7 @@ from random initialisation; ``baseline="tfidf_lr"`` is TF-IDF + logistic regress
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -53,13 +54,18 @@ class RunConfig(TrainConfig):
     text_pair_column: str | None = None
     label_column: str = "label"
     train_size: int | None = None  # subsample the labelled set (seeded), for learning-vs-size curves
+    shots: int | None = None  # few-shot: draw this many training examples per class (seeded)
+    unlabeled_file: str | None = None  # unlabelled target text (a text column) for domain adaptation
     # model
     encoder: str | None = None
     encoder_kind: str | None = None
     encoder_options: dict[str, Any] = field(default_factory=dict)
     pooling: str = "mean"
     hidden_size: int | None = None
+    lstm_hidden: int | None = None  # token classification: a BiLSTM of this width per direction
     baseline: str | None = None
+    adaptation: str | None = None  # with unlabeled_file: dann, coral, mmd (objectives) or importance, kmm (weights)
+    method: str | None = None  # few-shot training method: "contrastive" (SetFit-style pairs + head)
     # training: every TrainConfig field (strategy, epochs, learning_rate, seed, ...)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,22 @@ class RunConfig(TrainConfig):
             raise ValueError(f"unknown baseline {self.baseline!r}; choose one of {BASELINES[1:]}")
         if self.baseline != "tfidf_lr" and not self.encoder:
             raise ValueError("encoder is required (a path, hub id or 'minilm'/'glove-6b-50d' for the offline assets)")
+        from .adaptation import ADAPTATIONS
+
+        if self.adaptation is not None and self.adaptation not in ADAPTATIONS:
+            raise ValueError(f"unknown adaptation {self.adaptation!r}; choose one of {', '.join(ADAPTATIONS)}")
+        if (self.adaptation is None) != (self.unlabeled_file is None):
+            raise ValueError("adaptation and unlabeled_file go together: --adaptation METHOD adapts to the text "
+                             "of --unlabeled-file FILE")
+        if self.method not in (None, "contrastive"):
+            raise ValueError(f"unknown method {self.method!r}; choose 'contrastive' (or leave it out)")
+        if self.method is not None and self.adaptation is not None:
+            raise ValueError("choose one of method= (few-shot) and adaptation= (domain adaptation)")
+        if self.shots is not None and (isinstance(self.shots, bool) or not isinstance(self.shots, int)
+                                       or self.shots < 1):
+            raise ValueError(f"shots={self.shots!r}: expected an integer >= 1 (examples per class)")
+        if self.shots is not None and self.train_size is not None:
+            raise ValueError("give shots= (per class) or train_size= (in all), not both")
         if self.dataset is None and self.train_file is None:
             raise ValueError("give a dataset name (--dataset) or your own files (--train-file/--eval-file)")
 
@@ -90,6 +112,14 @@ def load_splits(config: RunConfig):
 
     if config.dataset is not None:
         splits = data.load_dataset(config.dataset, data_dir=config.data_dir, **config.dataset_options)
+        if config.eval_file is not None:  # a named dataset to train, your own file to evaluate
+            if config.train_split not in splits:
+                raise ValueError(f"no {config.train_split!r} split; the data has {list(splits)}")
+            names = splits[config.train_split].features["label"].names
+            own = data.load_files(eval_file=config.eval_file, text_column=config.text_column,
+                                  label_column=config.label_column, label_names=names)["validation"]
+            splits = {**splits, "validation": own}
+            config = dataclasses.replace(config, eval_split="validation")
     else:
         splits = data.load_files(config.train_file, config.eval_file, text_column=config.text_column,
                                  text_pair_column=config.text_pair_column, label_column=config.label_column)
@@ -103,13 +133,28 @@ def load_splits(config: RunConfig):
         if eval_split is None and config.dataset is None:
             raise ValueError("no evaluation data: pass an evaluation file too (eval_file= / --eval-file)")
         if eval_split is None or eval_split not in splits:
-            raise ValueError(f"no evaluation split {eval_split!r}; the data has {list(splits)} (pass --eval-split)")
+            raise ValueError(f"no evaluation split {eval_split!r}; the data has {list(splits)} (pass --eval-split, "
+                             "or --eval-file FILE with labelled evaluation rows)")
         train, evaluation = splits[config.train_split], splits[eval_split]
     if config.train_size is not None:
         if config.train_size > len(train):
             raise ValueError(f"train_size={config.train_size} but the training split has {len(train)} rows")
         train = train.shuffle(seed=config.seed).select(range(config.train_size))
+    if config.shots is not None:
+        from .fewshot import sample_shots
+
+        train = sample_shots(train, config.shots, config.seed)
     return train, evaluation
+
+
+def load_unlabeled(config: RunConfig):
+    """The unlabelled target text of ``unlabeled_file`` as a one-column ``text`` dataset, or None."""
+    if config.unlabeled_file is None:
+        return None
+    from . import data
+
+    return data.load_files(train_file=config.unlabeled_file, text_column=config.text_column,
+                           label_column=None)["train"].select_columns(["text"])
 
 
 def resolve_encoder_source(name: str) -> tuple[str, str | None]:
@@ -129,16 +174,27 @@ def build_model(config: RunConfig, train, evaluation=None):
 
     source, kind = resolve_encoder_source(config.encoder)
     options = dict(config.encoder_options)
-    if (config.encoder_kind or kind) in ("glove", "word2vec", "fasttext") and config.task == "text-classification":
+    if (config.encoder_kind or kind) in ("glove", "word2vec", "fasttext"):
         # Keep only the words the texts use (training and evaluation text, never labels): 400k vectors
         # need not sit in memory for a task that reads 15k of them.
-        texts = list(train["text"]) + (list(evaluation["text"]) if evaluation is not None else [])
-        options.setdefault("vocab_from", texts)
+        texts = [t for split in (train, evaluation) if split is not None for t in _texts_of(split)]
+        if texts:
+            options.setdefault("vocab_from", texts)
     encoder = load_encoder(source, kind=config.encoder_kind or kind, **options)
     if config.baseline == "from_scratch":
         reinitialize(encoder, config.seed)
     head, labels = head_class(config.task).for_run(config, train)
     return TransferModel(encoder, head, labels=labels)
+
+
+def _texts_of(split) -> list[str]:
+    """The raw text a split feeds the encoder: sentences, word lists (token classification) or QA pairs."""
+    columns = split.column_names
+    if "text" in columns:
+        return list(split["text"]) + (list(split["text_pair"]) if "text_pair" in columns else [])
+    if "tokens" in columns:
+        return [" ".join(words) for words in split["tokens"]]
+    return [t for c in ("question", "context") if c in columns for t in split[c]]
 
 
 def reinitialize(encoder, seed: int = 0) -> None:
@@ -203,10 +259,30 @@ def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
     model = build_model(config, train, evaluation)
     training = TrainConfig.from_kwargs(TrainConfig(**training_fields(config)),
                                        columns={**head_class(config.task).run_columns(train), **config.columns})
-    result = fit(model, train, evaluation, config=training)
+    train_data, objective, training = _transfer_method(config, model, train, training)
+    result = fit(model, train_data, evaluation, config=training, objective=objective)
     model.eval()
     predictions = model.head.predictions_record(model, evaluation, batch_size=config.batch_size * 2)
     return asdict(result), predictions
+
+
+def _transfer_method(config: RunConfig, model, train, training: TrainConfig):
+    """(train data, objective, training config) for the run's adaptation or few-shot method, if any."""
+    if config.method == "contrastive":
+        from .fewshot import ContrastivePairs
+
+        return train, ContrastivePairs(), training
+    target = load_unlabeled(config)
+    if target is None:
+        return train, None, training
+    from .adaptation import OBJECTIVES, importance_weights, objective_for, weights_method_for
+
+    if config.adaptation in OBJECTIVES:  # source and target batches in every step
+        return {"source": train, "target": target}, objective_for(config.adaptation), training
+    weights = importance_weights(model.encoder, list(train["text"]), list(target["text"]),
+                                 method=weights_method_for(config.adaptation), seed=config.seed)
+    weighted = train.add_column("importance_weight", [float(w) for w in weights])
+    return weighted, None, dataclasses.replace(training, weight_column="importance_weight")
 
 
 def _tfidf_baseline(config: RunConfig, train, evaluation) -> tuple[dict, dict]:

@@ -22,10 +22,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from .encoders.base import ModelInput
+
+if TYPE_CHECKING:
+    from .cache import FeatureCache
+    from .config import TrainConfig
+    from .model import TransferModel
+    from .objectives import Objective
 
 
 @dataclass
@@ -122,3 +130,98 @@ class StepPlan:
             rng = np.random.default_rng([self.seed, 7, epoch])
             self._cached = (epoch, rng.choice(len(self.names), size=self.steps_per_epoch, p=self.probabilities))
         return self._cached[1]
+
+
+# ----- preparing sources for fit -------------------------------------------------------------------
+
+
+def named_sources(data: Any, argument: str, single: str | None) -> dict[Any, Any]:
+    """``{name: dataset}``: a dict of datasets as given, one dataset under ``single``; None -> {}."""
+    from .heads.data import as_dataset
+
+    if data is None:
+        return {}
+    if isinstance(data, Mapping) and data and all(_is_table(v) for v in data.values()):
+        for name in data:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{argument} keys name the data sources: got {name!r}; use non-empty strings")
+        return {name: as_dataset(value, f"{argument}[{name!r}]") for name, value in data.items()}
+    return {single: as_dataset(data, argument)}
+
+
+
+
+def _is_table(value: Any) -> bool:
+    """A dataset, a DataFrame, a dict of columns or a non-empty list of row dicts (not a column of values)."""
+    if type(value).__name__ in ("Dataset", "DataFrame") or isinstance(value, Mapping):
+        return True
+    return isinstance(value, list) and bool(value) and isinstance(value[0], Mapping)
+
+
+
+
+def prepare_source(model: "TransferModel", name: str, dataset: Any, head: str, cfg: "TrainConfig",
+                   objective: "Objective") -> Source:
+    """Rows of one named source for its head, with weights attached; unlabelled only where the objective wants it."""
+    one = model.get_head(head)
+    rows = one.prepare(model.encoder, dataset, train=True, **cfg.columns)
+    labelled = _has_targets(rows)
+    if not labelled and not objective.uses_unlabelled:
+        # Most likely a misnamed label column: preparing it as evaluation data names the column and the option.
+        one.prepare(model.encoder, dataset, train=False, **cfg.columns)
+        raise ValueError(f"source {name!r} has no labels, and {type(objective).__name__} learns from labels only; "
+                         "pass an objective that uses unlabelled data (e.g. nlptl.adaptation.DANN)")
+    if cfg.weight_column is not None and labelled:
+        _attach_weights(rows, dataset, cfg.weight_column, name)
+    lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
+    return Source(name, rows, head, labelled, collate_for(model, head), lengths)
+
+
+
+
+def _has_targets(rows: list[dict]) -> bool:
+    """Whether prepared rows carry training targets (an unlabelled source's rows hold only inputs)."""
+    return any(key not in ("input", "row_index", "example_index", "example_id", "context", "weight")
+               for key in rows[0])
+
+
+
+
+def _attach_weights(rows: list[dict], dataset: Any, column: str, source: str) -> None:
+    """Each row gets its example's weight from ``column``: finite, >= 0, not all zero."""
+    if column not in dataset.column_names:
+        raise ValueError(f"weight_column={column!r} is not a column of source {source!r}; "
+                         f"it has {dataset.column_names}")
+    values = dataset[column]
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"weight_column={column!r} of source {source!r} must hold numbers")
+    weights = np.asarray(values, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if len(bad):
+        raise ValueError(f"weight_column={column!r} of source {source!r}: row {bad[0]} has weight "
+                         f"{weights[bad[0]]!r}; weights must be finite and >= 0")
+    if not weights.any():
+        raise ValueError(f"weight_column={column!r} of source {source!r} is all zeros: nothing would train")
+    for row in rows:
+        row["weight"] = float(weights[row.get("example_index", row["row_index"])])
+
+
+
+
+def collate_for(model: "TransferModel", head: str, cache: "FeatureCache | None" = None):
+    """Rows -> a batch for ``head`` (from the feature cache when given), with "weight" when rows carry one."""
+    one = model.get_head(head)
+
+    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = cache.collate(one, model.encoder, rows) if cache is not None else one.collate(model.encoder, rows)
+        if "weight" in rows[0]:
+            batch["weight"] = torch.tensor([r["weight"] for r in rows], dtype=torch.float32)
+        return batch
+
+    return collate
+
+
+def next_batch(source: Source, stream: SourceStream, device) -> dict[str, torch.Tensor]:
+    """The next batch of ``source`` on ``device``, moving its stream on."""
+    rows = [source.rows[i] for i in stream.next_indices()]
+    return {k: v.to(device) for k, v in source.collate(rows).items()}

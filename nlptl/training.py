@@ -16,24 +16,25 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .cache import FeatureCache
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, training_fields
-from .encoders.base import ModelInput
 from .model import TransferModel
 from .objectives import Objective, Supervised, TrainStep
-from .sources import Source, SourceStream, StepPlan
+from .evaluation import build_accelerator, eval_loader, evaluate_rows
+from .sources import SourceStream, StepPlan, collate_for, named_sources, next_batch, prepare_source
 from .strategies import (Strategy, apply_freezing, build_scheduler, count_parameters, default_learning_rates,
                          parameter_groups, set_frozen_modules_to_eval)
 
 SINGLE_SOURCE = "train"  # the name of the one source when train_data is one dataset
+# metric names early stopping minimises under early_stopping_mode="auto" (any other name is maximised)
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")
 
 
 @dataclass
@@ -74,15 +75,15 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     plan = Strategy(cfg.strategy, cfg.top_k)
     groups = model.encoder.layer_groups()
     plan.validate(len(groups))
-    train_sets, eval_sets = _named(train_data, "train_data", SINGLE_SOURCE), _named(eval_data, "eval_data", None)
+    train_sets, eval_sets = named_sources(train_data, "train_data", SINGLE_SOURCE), named_sources(eval_data, "eval_data", None)
     heads = {name: model.head_for(name) for name in train_sets}
     eval_heads = {name: model.head_for(name) if name is not None else model.default_head for name in eval_sets}
-    accelerator = _accelerator(cfg)
+    accelerator = build_accelerator(cfg)
     set_seed(cfg.seed)
     model.initialize_fresh_heads()  # under the seed: a head built before fit starts like one built in it
     encoder_lr, head_lr = default_learning_rates(plan.name, model.encoder, cfg.learning_rate, cfg.head_learning_rate)
 
-    sources = [_prepare_source(model, name, data, heads[name], cfg, objective) for name, data in train_sets.items()]
+    sources = [prepare_source(model, name, data, heads[name], cfg, objective) for name, data in train_sets.items()]
     eval_rows = {name: model.get_head(eval_heads[name]).prepare(model.encoder, data, train=False, **cfg.columns)
                  for name, data in eval_sets.items()}
     out = Path(cfg.output_dir) if cfg.output_dir else None
@@ -94,14 +95,13 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     # DDP registers only parameters that require grad when wrapped: for gradual unfreezing, all must.
     apply_freezing(model, len(groups) if plan.name == "gradual_unfreezing" else plan.trainable_groups(len(groups), 0))
     objective.setup(model)
-    trainee = accelerator.prepare(_Trainee(model, objective))
-    core: _Trainee = accelerator.unwrap_model(trainee)
+    trainee = accelerator.prepare(_Trainee(model, objective))  # DDP-wrapped under several processes
 
     # Below a fixed freeze line nothing changes: compute it once per source (see nlptl/cache.py).
     cache_mode, boundary, cache_reason = _cache_plan(plan, model, len(groups), sources[0].rows, cfg.cache_features,
                                                      accelerator.device)
     caches: dict[str, FeatureCache] = {}
-    eval_collates = {name: _collate(model, eval_heads[name]) for name in eval_rows}
+    eval_collates = {name: collate_for(model, eval_heads[name]) for name in eval_rows}
     if cache_mode:
         def build(rows, head):
             directory = out / "feature_cache" if out is not None else None
@@ -110,13 +110,14 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
                                       cfg.cache_max_memory_mb, boundary, head=model.get_head(head))
         for source in sources:
             caches[source.name] = build(source.rows, source.head)
-            source.collate = _cached_collate(caches[source.name], model, source)
+            source.collate = collate_for(model, source.head, caches[source.name])
         for name, rows in eval_rows.items():
             caches[f"eval:{name}"] = build(rows, eval_heads[name])
-            eval_collates[name] = _cached_collate(caches[f"eval:{name}"], model, None, eval_heads[name])
+            eval_collates[name] = collate_for(model, eval_heads[name], caches[f"eval:{name}"])
         if cfg.progress:
             accelerator.print(f"cached {cache_mode}: {sum(c.nbytes for c in caches.values()) / 2**20:.1f} MiB "
                               f"({cfg.cache_dtype})")
+    by_name = {s.name: s for s in sources}
     mode = cfg.task_sampling or ("all" if objective.sampling == "all" else "proportional")
     streams = {s.name: SourceStream(len(s.rows), cfg.batch_size, cfg.seed, i, s.lengths if cfg.group_by_length
                                     else None, accelerator.num_processes, accelerator.process_index)
@@ -124,7 +125,7 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     steps = StepPlan([s.name for s in sources], [len(s.rows) for s in sources],
                      [streams[s.name].batches_per_pass for s in sources], mode, cfg.seed, cfg.sampling_temperature,
                      cfg.epoch_source)
-    eval_loaders = {name: _eval_loader(rows, cfg.eval_batch_size or cfg.batch_size, eval_collates[name])
+    eval_loaders = {name: eval_loader(rows, cfg.eval_batch_size or cfg.batch_size, eval_collates[name])
                     for name, rows in eval_rows.items()}
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
 
@@ -132,7 +133,12 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     trainable_names = apply_freezing(model, plan.trainable_groups(len(groups), start_epoch))
     lr_args = dict(learning_rate=encoder_lr, head_learning_rate=head_lr, discriminative_decay=cfg.discriminative_decay,
                    weight_decay=0.0 if objective.replaces_weight_decay else cfg.weight_decay)
-    optimizer = _adamw(parameter_groups(model, **lr_args) + _objective_groups(objective, head_lr, cfg.weight_decay))
+    param_groups = parameter_groups(model, **lr_args) + _objective_groups(objective, head_lr, cfg.weight_decay)
+    if not param_groups:
+        raise ValueError(f"nothing to train: strategy {plan.name!r} freezes the encoder and the head(s) and "
+                         f"{type(objective).__name__} have no trainable parameters; use nlptl.evaluate to score "
+                         "the model as it is, or a strategy that trains part of the encoder")
+    optimizer = _adamw(param_groups)
     optimizer_steps_per_epoch = math.ceil(steps.steps_per_epoch / cfg.gradient_accumulation_steps)
     total_steps = optimizer_steps_per_epoch * cfg.epochs
     scheduler = build_scheduler(optimizer, cfg.schedule, total_steps, int(cfg.warmup_ratio * total_steps))
@@ -167,7 +173,7 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
         bar = _progress(accelerator, cfg.progress, optimizer_steps_per_epoch, skip // gas,
                         f"epoch {epoch + 1}/{cfg.epochs}")
         for batch_index in range(skip, steps.steps_per_epoch):
-            batches = {name: _batch(sources_by_name(sources, name), streams[name], accelerator.device)
+            batches = {name: next_batch(by_name[name], streams[name], accelerator.device)
                        for name in steps.sources_at(epoch, batch_index)}
             sync = (batch_index + 1) % gas == 0 or batch_index + 1 == steps.steps_per_epoch
             step = TrainStep(state["global_step"], total_steps, epoch)
@@ -242,164 +248,7 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     return result
 
 
-def sources_by_name(sources: list[Source], name: str) -> Source:
-    return next(s for s in sources if s.name == name)
-
-
-def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_precision: str = "no",
-             cpu: bool = False, head: str | None = None, **columns: str) -> dict[str, float]:
-    """Metrics of ``model`` (its ``head``) on ``data``; runs unchanged on one process or under ``accelerate launch``."""
-    cfg = TrainConfig(batch_size=batch_size, mixed_precision=mixed_precision, cpu=cpu)
-    accelerator = _accelerator(cfg)
-    name = head or model.default_head
-    rows = model.get_head(name).prepare(model.encoder, data, train=False, **columns)
-    loader = accelerator.prepare(_eval_loader(rows, batch_size, _collate(model, name)))
-    model.to(accelerator.device)
-    return evaluate_rows(model, loader, rows, data, accelerator, name)
-
-
-@torch.inference_mode()
-def evaluate_rows(model: TransferModel, loader, rows, dataset, accelerator, head: str | None = None
-                  ) -> dict[str, float]:
-    """Run the model over evaluation rows on every process and compute metrics once, in row order."""
-    one = model.get_head(head)
-    keys = one.gather_keys
-    was_training = model.training
-    model.eval()
-    collected: dict[str, list] = {key: [] for key in ("row_index",) + keys}
-    losses = []
-    for batch in loader:
-        with accelerator.autocast():
-            outputs = model(batch, head=head)
-        if "loss" in outputs:
-            losses.append(accelerator.gather(outputs["loss"].detach().reshape(1)).float().mean().item())
-        tensors = {"row_index": batch["row_index"]}
-        for key in keys:
-            tensors[key] = accelerator.pad_across_processes(outputs[key].float(), dim=1) if outputs[key].ndim > 1 \
-                else outputs[key].float()
-        gathered = accelerator.gather_for_metrics(tensors)
-        for key, value in gathered.items():
-            collected[key].extend(value.cpu().numpy())
-    model.train(was_training)
-    row_index = np.asarray(collected["row_index"])
-    if len(row_index) != len(rows) or len(np.unique(row_index)) != len(rows):
-        raise RuntimeError(f"evaluation gathered {len(row_index)} rows ({len(np.unique(row_index))} distinct) "
-                           f"for {len(rows)} evaluation rows")
-    order = np.argsort(row_index, kind="stable")
-    outputs = {key: [collected[key][i] for i in order] for key in keys}
-    metrics = one.compute_metrics(rows, outputs, dataset)
-    if losses:
-        metrics["eval_loss"] = float(np.mean(losses))
-    return metrics
-
-
 # ----- pieces of fit ---------------------------------------------------------------------------
-
-
-def _accelerator(cfg: TrainConfig):
-    """An Accelerator for this precision; a second fit in the same process may choose another one."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.state import AcceleratorState
-
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != cfg.mixed_precision:
-        AcceleratorState._reset_state()  # keeps the process group; only the precision setting is redone
-    # Unused parameters are normal here (a BERT pooler the features skip, groups frozen mid-run).
-    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
-    if cfg.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' (applied through autocast) or 'no'")
-    return accelerator
-
-
-def _named(data: Any, argument: str, single: str | None) -> dict[Any, Any]:
-    """``{name: dataset}``: a dict of datasets as given, one dataset under ``single``; None -> {}."""
-    from .heads.data import as_dataset
-
-    if data is None:
-        return {}
-    if isinstance(data, Mapping) and data and all(_is_table(v) for v in data.values()):
-        for name in data:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"{argument} keys name the data sources: got {name!r}; use non-empty strings")
-        return {name: as_dataset(value, f"{argument}[{name!r}]") for name, value in data.items()}
-    return {single: as_dataset(data, argument)}
-
-
-def _is_table(value: Any) -> bool:
-    """A dataset, a DataFrame, a dict of columns or a non-empty list of row dicts (not a column of values)."""
-    if type(value).__name__ in ("Dataset", "DataFrame") or isinstance(value, Mapping):
-        return True
-    return isinstance(value, list) and bool(value) and isinstance(value[0], Mapping)
-
-
-def _prepare_source(model: TransferModel, name: str, dataset: Any, head: str, cfg: TrainConfig,
-                    objective: Objective) -> Source:
-    one = model.get_head(head)
-    rows = one.prepare(model.encoder, dataset, train=True, **cfg.columns)
-    labelled = _has_targets(rows)
-    if not labelled and not objective.uses_unlabelled:
-        # Most likely a misnamed label column: preparing it as evaluation data names the column and the option.
-        one.prepare(model.encoder, dataset, train=False, **cfg.columns)
-        raise ValueError(f"source {name!r} has no labels, and {type(objective).__name__} learns from labels only; "
-                         "pass an objective that uses unlabelled data (e.g. nlptl.adaptation.DANN)")
-    if cfg.weight_column is not None and labelled:
-        _attach_weights(rows, dataset, cfg.weight_column, name)
-    lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
-    return Source(name, rows, head, labelled, _collate(model, head), lengths)
-
-
-def _has_targets(rows: list[dict]) -> bool:
-    """Whether prepared rows carry training targets (an unlabelled source's rows hold only inputs)."""
-    return any(key not in ("input", "row_index", "example_index", "example_id", "context", "weight")
-               for key in rows[0])
-
-
-def _attach_weights(rows: list[dict], dataset: Any, column: str, source: str) -> None:
-    """Each row gets its example's weight from ``column``: finite, >= 0, not all zero."""
-    if column not in dataset.column_names:
-        raise ValueError(f"weight_column={column!r} is not a column of source {source!r}; "
-                         f"it has {dataset.column_names}")
-    values = dataset[column]
-    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"weight_column={column!r} of source {source!r} must hold numbers")
-    weights = np.asarray(values, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
-    if len(bad):
-        raise ValueError(f"weight_column={column!r} of source {source!r}: row {bad[0]} has weight "
-                         f"{weights[bad[0]]!r}; weights must be finite and >= 0")
-    if not weights.any():
-        raise ValueError(f"weight_column={column!r} of source {source!r} is all zeros: nothing would train")
-    for row in rows:
-        row["weight"] = float(weights[row.get("example_index", row["row_index"])])
-
-
-def _collate(model: TransferModel, head: str):
-    one = model.get_head(head)
-
-    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
-        batch = one.collate(model.encoder, rows)
-        if "weight" in rows[0]:
-            batch["weight"] = torch.tensor([r["weight"] for r in rows], dtype=torch.float32)
-        return batch
-
-    return collate
-
-
-def _cached_collate(cache: FeatureCache, model: TransferModel, source: Source | None, head: str | None = None):
-    one = model.get_head(source.head if source is not None else head)
-
-    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
-        batch = cache.collate(one, model.encoder, rows)
-        if "weight" in rows[0]:
-            batch["weight"] = torch.tensor([r["weight"] for r in rows], dtype=torch.float32)
-        return batch
-
-    return collate
-
-
-def _batch(source: Source, stream: SourceStream, device) -> dict[str, torch.Tensor]:
-    rows = [source.rows[i] for i in stream.next_indices()]
-    return {k: v.to(device) for k, v in source.collate(rows).items()}
 
 
 def _unpack(value: Any, objective: Objective) -> tuple[torch.Tensor, dict[str, float]]:
@@ -414,7 +263,7 @@ def _improved(record: dict, best: float | None, metric: str, mode: str) -> bool:
     if metric not in record:
         raise ValueError(f"early_stopping_metric {metric!r} is not among the evaluation metrics "
                          f"{sorted(k for k in record if k not in ('epoch', 'trainable_groups', 'train_loss'))}")
-    minimise = mode == "min" or (mode == "auto" and metric.rsplit("/", 1)[-1].endswith("loss"))
+    minimise = mode == "min" or (mode == "auto" and metric.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER))
     value = record[metric]
     return best is None or (value < best if minimise else value > best)
 
@@ -438,13 +287,6 @@ def _log_caches(log, cache_mode, cache_reason, caches, dtype) -> None:
         log.write({"type": "feature_cache", "mode": cache_mode, "split": name, "mib": round(cache.nbytes / 2**20, 1),
                    "dtype": dtype, "on_disk": str(cache.location) if cache.location else None,
                    "reused": cache.reused, "reason": cache_reason})
-
-
-def _eval_loader(rows, batch_size, collate) -> DataLoader:
-    # Longest rows first so each batch pads little; row_index restores the order afterwards.
-    lengths = [len(r["input"]) if isinstance(r["input"], ModelInput) else 0 for r in rows]
-    order = np.argsort(lengths, kind="stable")[::-1]
-    return DataLoader(_Rows([rows[i] for i in order]), batch_size=batch_size, shuffle=False, collate_fn=collate)
 
 
 def _cache_plan(plan: Strategy, model, n_groups: int, rows: list, requested: bool | None, device):
@@ -499,17 +341,6 @@ def _resume_epoch(out: Path) -> int:
     from .checkpoint import read_trainer_state
 
     return read_trainer_state(out)[1]["epoch"]
-
-
-class _Rows(torch.utils.data.Dataset):
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.rows[index]
 
 
 class _Log:

@@ -15,7 +15,7 @@ TEXTS = [f"{w} film {'and so on ' * (i % 4)}number {i}" for i, w in enumerate(["
 LABELS = ["positive" if t.split()[0] in ("good", "great") else "negative" for t in TEXTS]
 
 
-def main(output_dir: str, resume: bool, step_delay: float, weights_out: str, group_by_length: bool) -> None:
+def main(output_dir: str, resume: bool, step_delay: float, weights_out: str, sampling: str) -> None:
     encoder = WordEncoder.from_texts(TEXTS, seed=0)
     model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.3), labels=["negative", "positive"])
     torch.manual_seed(0)
@@ -25,11 +25,16 @@ def main(output_dir: str, resume: bool, step_delay: float, weights_out: str, gro
     if step_delay:
         collate = model.head.collate
         model.head.collate = lambda enc, rows: (time.sleep(step_delay), collate(enc, rows))[1]
-    nlptl.fit(model, {"text": TEXTS, "label": LABELS}, strategy="full", epochs=3, batch_size=4,
-              learning_rate=1e-3, output_dir=output_dir, save_every_steps=3, resume=resume, seed=0, progress=False,
-              group_by_length=group_by_length)
+    data = {"text": TEXTS, "label": LABELS}
+    options = {}
+    if sampling == "two-sources":  # a second named source, one source drawn per step
+        data = {"first": {"text": TEXTS[:32], "label": LABELS[:32]}, "second": {"text": TEXTS[32:], "label": LABELS[32:]}}
+        options = {"task_sampling": "temperature"}
+    nlptl.fit(model, data, strategy="full", epochs=3, batch_size=4, learning_rate=1e-3, output_dir=output_dir,
+              save_every_steps=3, resume=resume, seed=0, progress=False, group_by_length=sampling == "grouped",
+              **options)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights_out)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3]), sys.argv[4], sys.argv[5] == "grouped")
+    main(sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3]), sys.argv[4], sys.argv[5])

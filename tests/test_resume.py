@@ -23,7 +23,7 @@ def run(args):
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("sampling", ["shuffled", "grouped"])
+@pytest.mark.parametrize("sampling", ["shuffled", "grouped", "two-sources"])
 def test_kill_9_then_resume_is_bit_identical(tmp_path, sampling):
     reference = run(child(tmp_path / "ref", "fresh", 0, tmp_path / "ref.safetensors", sampling))
     assert reference.returncode == 0, reference.stderr[-2000:]

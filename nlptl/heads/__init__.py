@@ -21,7 +21,8 @@ TASKS: dict[str, str | type[Head]] = {
     "token-classification": "nlptl.heads.token_classification:TokenClassificationHead",
 }
 # names saved by earlier versions of nlptl_model.json
-_ALIASES = {"classification": "text-classification", "extractive_qa": "extractive-qa"}
+_ALIASES = {"classification": "text-classification", "extractive_qa": "extractive-qa",
+            "image-classification": "text-classification"}  # ClassificationHead classifies images too
 
 
 def task_names() -> tuple[str, ...]:

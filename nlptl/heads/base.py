@@ -36,6 +36,10 @@ class Head(nn.Module, ABC):
     task: ClassVar[str] = ""  # registry name (see nlptl.heads.TASKS)
     #: model outputs evaluation gathers across processes (each (N, ...) with N = rows in the batch)
     gather_keys: ClassVar[tuple[str, ...]] = ()
+    #: what reports rank runs by, the metrics their tables show, and the factor that makes them percentages
+    primary_metric: ClassVar[str] = "accuracy"
+    report_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+    metric_scale: ClassVar[float] = 100.0  # compute_metrics gives fractions; 1.0 when it gives percentages
 
     def __init__(self) -> None:
         super().__init__()

@@ -29,6 +29,7 @@ class ClassificationHead(Head):
 
     task: ClassVar[str] = "text-classification"
     gather_keys: ClassVar[tuple[str, ...]] = ("logits",)
+    report_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "mcc")
 
     def __init__(
         self,

@@ -37,6 +37,9 @@ class ExtractiveQAHead(Head):
 
     task: ClassVar[str] = "extractive-qa"
     gather_keys: ClassVar[tuple[str, ...]] = ("start_logits", "end_logits")
+    primary_metric: ClassVar[str] = "f1"
+    report_metrics: ClassVar[tuple[str, ...]] = ("f1", "exact_match")
+    metric_scale: ClassVar[float] = 1.0  # SQuAD's official scores are percentages already
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ class TokenClassificationHead(Head):
 
     task: ClassVar[str] = "token-classification"
     gather_keys: ClassVar[tuple[str, ...]] = ("logits",)
+    primary_metric: ClassVar[str] = "f1"  # entity-level micro F1, strict IOB2 spans (seqeval)
+    report_metrics: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "macro_f1", "token_accuracy")
 
     def __init__(self, labels: Sequence[str] | None = None, num_labels: int | None = None,
                  label_all_pieces: bool = False, stride: int = 32, max_length: int | None = None,
