@@ -183,6 +183,9 @@ def main(argv=None) -> None:
     for d in needed:
         t = time.perf_counter()
         stem = cache_dir / f"{d}-{args.encoder}-{args.max_length}-{args.limit or 'all'}"
+        if Path(f"{stem}.npy").exists() and "dapt" not in methods:  # only DAPT needs the states again
+            features[d] = np.load(f"{stem}.npy")
+            continue
         if Path(f"{stem}.pt").exists():
             cached[d] = torch.load(f"{stem}.pt", weights_only=False)
         else:
