@@ -355,3 +355,53 @@ def test_traceback_on_request_with_nlptl_debug(bert_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("NLPTL_DEBUG", "1")
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         main(["train", "--dataset", "nope", "--encoder", str(bert_dir), "--output-dir", str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("flags", [["--adaptation", "coral"], ["--adaptation", "importance"],
+                                   ["--shots", "4", "--method", "contrastive"]])
+def test_train_with_adaptation_or_few_shot_flags(tmp_path, flags):
+    glove = write_glove(tmp_path)
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(16))
+    dev = write_tsv(tmp_path / "dev.tsv", sentiment_rows(8))
+    target = tmp_path / "target.jsonl"
+    target.write_text("".join(json.dumps({"review": text}) + "\n" for text in GOOD + BAD), encoding="utf-8")
+    adaptation = flags[0] == "--adaptation"
+    code, out, err = cli(["train", "--train-file", str(train), "--eval-file", str(dev), "--text-column", "review",
+                          "--encoder", str(glove), "--encoder-kind", "glove", "--strategy", "full", "--epochs", "2",
+                          "--batch-size", "4", "--output-dir", str(tmp_path / "run"), *flags,
+                          *(["--unlabeled-file", str(target)] if adaptation else [])])
+    assert code == 0, err
+    assert 0.0 <= last_json_line(out)["accuracy"] <= 1.0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    if flags[1] == "coral":
+        assert metrics["extra"]["objective"]["name"] == "CORAL" and set(metrics["extra"]["sources"]) == {"source", "target"}
+    elif flags[1] == "importance":
+        assert config["applied"]["weight_column"] == "importance_weight"
+    else:
+        assert metrics["extra"]["objective"]["name"] == "ContrastivePairs" and metrics["train_size"] == 8
+
+
+def test_adaptation_without_an_unlabeled_file_is_one_line_error(tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(8))
+    code, _, err = cli(["train", "--train-file", str(train), "--eval-file", str(train), "--encoder", "x",
+                        "--adaptation", "dann", "--output-dir", str(tmp_path / "run")])
+    assert_one_line_error(code, err, "--unlabeled-file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_token_classification_trains_and_predicts_spans_from_conll_files(tmp_path):
+    glove = write_glove(tmp_path)
+    sentences = [[("the", "O"), ("cat", "B-ANIMAL"), ("sat", "O")], [("a", "O"), ("dog", "B-ANIMAL"), ("ate", "O")]]
+    conll = tmp_path / "train.conll"
+    conll.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in s) for s in sentences * 6) + "\n", encoding="utf-8")
+    code, out, err = cli(["train", "--task", "token-classification", "--train-file", str(conll), "--eval-file",
+                          str(conll), "--encoder", str(glove), "--encoder-kind", "glove", "--lstm-hidden", "8",
+                          "--strategy", "full", "--epochs", "20", "--batch-size", "4", "--learning-rate", "1e-2",
+                          "--output-dir", str(tmp_path / "ner")])
+    assert code == 0, err
+    assert last_json_line(out)["f1"] >= 0.9
+    code, out, err = cli(["predict", str(tmp_path / "ner"), "--text", "the cat sat"])
+    assert code == 0, err
+    spans = json.loads(out.strip().splitlines()[-1])["entities"]
+    assert [(s["entity"], s["text"], s["start"], s["end"]) for s in spans] == [("ANIMAL", "cat", 4, 7)]

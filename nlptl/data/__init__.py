@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import datasets
 
-from . import local
+from . import conll, local
 from .checks import check_training_labels, check_training_texts, read_text_file
 from .files import SUPPORTED_EXTENSIONS, classification_dataset, load_files, read_columns
 from .hub import HUB_MAPPERS, DatasetUnavailableError, load_from_hub
@@ -59,6 +59,9 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("amazon_reviews", "text-classification", "Amazon multi-domain sentiment (Blitzer et al. "
                     "2007), one domain as split train; labels negative, positive; local copies only",
                     local.load_amazon_reviews, None, {"domain": "one of " + ", ".join(local.AMAZON_DOMAINS)}),
+        DatasetSpec("conll2003", "token-classification", "CoNLL-2003 English named entities (Tjong Kim Sang & "
+                    "De Meulder 2003); splits train/validation; IOB2 tags over PER, ORG, LOC, MISC; local copies only",
+                    conll.load_conll2003, None),
         DatasetSpec("squad", "extractive-qa", "SQuAD v1.1 extractive QA (Rajpurkar et al. 2016); splits "
                     "train/validation (split a dev-only copy with split_by_article)", local.load_squad,
                     "rajpurkar/squad"),

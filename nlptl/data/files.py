@@ -250,6 +250,10 @@ def load_files(
     files = {split: Path(f) for split, f in (("train", train_file), ("validation", eval_file)) if f is not None}
     if not files:
         raise ValueError("load_files needs train_file and/or eval_file (CLI: --train-file / --eval-file)")
+    from .conll import CONLL_EXTENSIONS, is_tagged_jsonl, load_tagged_files
+
+    if all(p.suffix.lower() in CONLL_EXTENSIONS or is_tagged_jsonl(p) for p in files.values()):
+        return load_tagged_files(files)  # token classification: words and their tags
     splits: dict[str, datasets.Dataset] = {}
     for split, path in files.items():
         if path.suffix.lower() == ".json" and path.is_file() and is_squad_json(path):

@@ -36,6 +36,7 @@ LAYOUTS = {
     "amazon_reviews": "amazon_multidomain/<domain>/positive.review and negative.review (Blitzer et al. "
                       "pseudo-XML), domain one of " + "/".join(AMAZON_DOMAINS),
     "squad": "squad/train-v1.1.json and/or squad/dev-v1.1.json, or squad_v1_subset/dev_subset.json (SQuAD v1.1 JSON)",
+    "conll2003": "conll2003/train.txt and conll2003/dev.txt (and/or test.txt): 'token TAG' lines, IOB1 or IOB2",
 }
 
 
