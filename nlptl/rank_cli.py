@@ -46,6 +46,9 @@ def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
                       help="freeze line: the first depth within this fraction of the curve's range of its best")
     rank.add_argument("--max-length", type=int, help="truncate transformer inputs to this many tokens")
     rank.add_argument("--batch-size", type=int, default=64)
+    rank.add_argument("--threads", type=int,
+                      help="torch/BLAS threads while ranking (default: 1 when the machine's load average is at or "
+                           "above its core count, else unchanged)")
     rank.add_argument("--classifiers", nargs="+", default=[],
                       help="trained source classifiers (nlptl run directories) to score with LEEP on the same sample")
 
@@ -80,7 +83,7 @@ def cmd_rank(args: argparse.Namespace) -> None:
     result = rank_texts(list(dataset["text"]), list(dataset["label"]), sources=args.encoders,
                         layers=layers_setting(args.layers), sample=args.sample, seed=args.seed, primary=args.score,
                         standardize=args.standardize, tolerance=args.tolerance, max_length=args.max_length,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, threads=args.threads)
     if args.classifiers:
         rows = seeded_sample(len(dataset), args.sample, args.seed)  # the rows the features were scored on
         sample = dataset.select(rows)

@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 
 from nlptl.data import load_dataset
 from nlptl.transferability import load_source, rank_candidates
-from nlptl.transferability.pipeline import rank_sample, sample_candidates, seeded_sample
+from nlptl.transferability.pipeline import rank_sample, sample_candidates, seeded_sample, thread_limit
 
 SCORES = ("logme", "h_score", "knn_accuracy")
 PROTOCOLS = __doc__.split("was seen):\n")[1].rstrip()
@@ -205,11 +205,13 @@ def main() -> None:
         print(f"{name}: {protocol}", flush=True)
         load_before = os.getloadavg()[0]  # the machine is shared: record how busy it was while ranking
         started = time.perf_counter()  # the ranking, timed as `nlptl rank` would run it
-        candidates, sample_labels, load_seconds = sample_candidates(
-            train_texts, train_labels, sources=args.encoders, sample=args.sample, seed=args.seed,
-            max_length=args.max_length)
-        ranking = rank_sample(candidates, sample_labels, load_seconds)
+        with thread_limit(None) as threads:  # the same thread policy as `nlptl rank`
+            candidates, sample_labels, load_seconds = sample_candidates(
+                train_texts, train_labels, sources=args.encoders, sample=args.sample, seed=args.seed,
+                max_length=args.max_length)
+            ranking = rank_sample(candidates, sample_labels, load_seconds)
         rank_seconds = time.perf_counter() - started
+        ranking["threads"] = threads
         result = {"protocol": protocol, "rank_seconds": rank_seconds,
                   "load_average_during_rank": [load_before, os.getloadavg()[0]], **ranking}
         print(f"  ranked {len(ranking['candidates'])} candidates in {rank_seconds:.1f} s", flush=True)

@@ -54,9 +54,12 @@ def brute_force_logme(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(best) / n)
 
 
-@pytest.mark.parametrize("n, d", [(40, 4), (12, 20)])  # N > D, and D > N (zero eigenvalues of F^T F)
-def test_logme_equals_the_maximised_evidence(n, d):
+@pytest.mark.parametrize("n, d, duplicate", [(40, 4, False), (12, 20, False), (40, 5, True)])
+def test_logme_equals_the_maximised_evidence(n, d, duplicate):
+    # N > D; D > N (zero eigenvalues of F^T F); and N > D with a repeated column (rank-deficient F).
     features, labels = blobs(n, d, classes=3, separation=1.0, seed=n)
+    if duplicate:
+        features[:, -1] = features[:, 0]
     assert logme(features, labels) == pytest.approx(brute_force_logme(features, labels), abs=1e-5)
 
 
@@ -201,6 +204,18 @@ def test_shared_layer_models_rank_their_top_group_only(tmp_path):
                                encoder.encode(texts, pooling="mean"), atol=1e-5)
     with pytest.raises(ValueError, match="layers='last'"):
         TransformerSource(encoder, "albert").features(texts)
+
+
+def test_thread_limit_caps_and_restores_torch_threads():
+    from nlptl.transferability.pipeline import thread_limit
+
+    before = torch.get_num_threads()
+    with thread_limit(1) as used:
+        assert used == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads=0"):
+        with thread_limit(0):
+            pass
 
 
 def test_tfidf_source_reduces_to_the_requested_dimensions():

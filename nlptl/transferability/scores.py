@@ -48,18 +48,31 @@ def _one_hot(y: np.ndarray) -> np.ndarray:
 def logme(features, labels, max_iter: int = 100, tol: float = 1e-6) -> float:
     """LogME: the maximised log evidence per sample of linear models from features to one-hot labels.
 
-    One thin SVD ``F = U S V^T`` serves every class: in the rotated basis the posterior mean, the
-    effective number of parameters ``gamma`` and the residual are sums over the singular values,
-    so each fixed-point step (``alpha = gamma / |m|^2``, ``beta = (N - gamma) / |y - F m|^2``)
-    costs O(r K) for all K classes together.
+    One eigendecomposition of the smaller Gram matrix (``F^T F`` or ``F F^T``) gives the singular
+    values ``s`` and the targets in the left singular basis, and serves every class: the
+    posterior mean, the effective number of parameters ``gamma`` and the residual are then sums
+    over the singular values, so each fixed-point step (``alpha = gamma / |m|^2``, ``beta = (N -
+    gamma) / |y - F m|^2``) costs O(r K) for all K classes together. (The Gram matrix, not an SVD
+    of F: a (D, D) ``eigh`` is ~50x cheaper than the thin SVD of a (2000, 384) F, and far less
+    sensitive to a busy machine.)
     """
     x, y = _check(features, labels)
     n, d = x.shape
     targets = _one_hot(y)  # (N, K)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)  # (N, r), (r,)
+    if n >= d:
+        lam, v = np.linalg.eigh(x.T @ x)  # (D,), (D, D): F^T F = V diag(lam) V^T
+        keep = lam > max(lam.max(), 0.0) * 1e-10
+        s = np.sqrt(lam[keep])  # (r,) singular values of F
+        z = (v[:, keep].T @ (x.T @ targets)) / s[:, None]  # (r, K) = U^T Y, since U = F V / s
+    else:
+        lam, u = np.linalg.eigh(x @ x.T)  # (N,), (N, N): F F^T = U diag(lam) U^T
+        keep = lam > max(lam.max(), 0.0) * 1e-10
+        s = np.sqrt(lam[keep])
+        z = u[:, keep].T @ targets  # (r, K)
+    if len(s) == 0:
+        raise ValueError("features are all zero: LogME needs features that vary")
     r = len(s)
-    sigma = (s**2)[:, None]  # (r, 1) eigenvalues of F^T F; the other D - r are zero
-    z = u.T @ targets  # (r, K) targets in the left singular basis
+    sigma = (s**2)[:, None]  # (r, 1) nonzero eigenvalues of F^T F; the other D - r are zero
     outside = np.maximum((targets**2).sum(0) - (z**2).sum(0), 0.0)  # (K,) target energy F cannot reach
     k = targets.shape[1]
     alpha, beta = np.ones(k), np.ones(k)
@@ -80,7 +93,7 @@ def logme(features, labels, max_iter: int = 100, tol: float = 1e-6) -> float:
         if done:
             break
     m2, residual, _ = posterior(alpha, beta)
-    # log|alpha I + beta F^T F| over all D eigenvalues: r from the SVD plus D - r equal to alpha.
+    # log|alpha I + beta F^T F| over all D eigenvalues: r nonzero ones plus D - r equal to alpha.
     log_det = np.log(alpha + beta * sigma).sum(0) + (d - r) * np.log(alpha)
     evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - beta / 2 * residual - alpha / 2 * m2
                 - log_det / 2 - n / 2 * np.log(2 * np.pi))  # (K,)
