@@ -97,7 +97,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from . import TransferModel, evaluate
 
-    model = TransferModel.from_pretrained(Path(args.run) / "model")
+    model = TransferModel.from_pretrained(Path(args.run) / "model", trust_remote_code=args.trust_remote_code)
     dataset = _load_eval_data(args, model)
     from .heads import head_class
 
@@ -110,7 +110,7 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from . import TransferModel
 
-    model = TransferModel.from_pretrained(Path(args.run) / "model")
+    model = TransferModel.from_pretrained(Path(args.run) / "model", trust_remote_code=args.trust_remote_code)
     texts = list(args.text or [])
     if args.input_file:
         texts += [line.rstrip("\n") for line in open(args.input_file, encoding="utf-8") if line.strip()]
@@ -167,12 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--text-column", default="text")
     evaluate.add_argument("--label-column", default="label")
     evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--trust-remote-code", action="store_true",
+                          help="allow a saved 'module' encoder to import the class its JSON names (only for runs you trust)")
     evaluate.set_defaults(handler=cmd_evaluate)
     predict = commands.add_parser("predict", help="predict labels for texts with a trained run")
     predict.add_argument("run")
     predict.add_argument("--text", action="append", help="a text to classify (repeatable)")
     predict.add_argument("--input-file", help="a file with one text per line")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--trust-remote-code", action="store_true",
+                         help="allow a saved 'module' encoder to import the class its JSON names (only for runs you trust)")
     predict.set_defaults(handler=cmd_predict)
     report = commands.add_parser("report", help="compare run directories in report.md/report.json with plots")
     report.add_argument("runs", nargs="+", help="run directories")

@@ -205,9 +205,8 @@ class TransferModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, trust_remote_code: bool = False) -> "TransferModel":
         """Load a saved model; nothing a file names is imported unless ``trust_remote_code=True``."""
-        from safetensors.torch import load_file
-
-        from .artifacts import recover_directory
+        from .artifacts import recover_directory, verify_sizes
+        from .encoders.weights import load_safetensors
 
         directory = Path(directory)
         recover_directory(directory)  # a save killed mid-replacement may have left the model aside
@@ -230,8 +229,9 @@ class TransferModel(nn.Module):
         heads = {name: head_class(spec["task"])(**spec["config"]) for name, spec in specs.items()}
         model = cls(encoder, heads=heads, labels={name: spec.get("labels") for name, spec in specs.items()})
         model.default_head = default
+        verify_sizes(directory)  # a weights file cut short or grown since it was saved is named, not loaded
         for name, one in model.heads.items():
-            one.load_state_dict(load_file(str(files[name])))
+            one.load_state_dict(load_safetensors(files[name]))  # names a damaged file, NaN or inf weights
         model._fresh.clear()
         model.training_info = payload.get("training", {})
         return model.eval()

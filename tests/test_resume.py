@@ -80,7 +80,7 @@ def fit_with_early_stopping(run_dir, resume=False, crash_at_batch=None):
     # the best epoch comes early and early stopping must restore it at the end.
     flipped = ["negative" if label == "positive" else "positive" for label in LABELS]
     result = nlptl.fit(model, {"text": TEXTS, "label": LABELS}, {"text": TEXTS, "label": flipped},
-                       strategy="full", epochs=4, batch_size=4, learning_rate=1e-3, output_dir=str(run_dir),
+                       strategy="full", epochs=4, batch_size=4, learning_rate=1e-4, output_dir=str(run_dir),
                        save_every_steps=3, resume=resume, seed=0, progress=False,
                        early_stopping_metric="accuracy", early_stopping_patience=10)
     return model, result
