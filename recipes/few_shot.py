@@ -21,6 +21,8 @@ import argparse
 import json
 import statistics
 import sys
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -64,10 +66,13 @@ def setfit_system(bench, shots, seed: int, args) -> tuple[float, float, float]:
 
     path, _ = resolve_encoder_source(args.encoder)
     model = SetFitModel.from_pretrained(path)
-    trainer = Trainer(model=model, args=TrainingArguments(seed=seed), train_dataset=shots)
+    # its documented defaults, except where its checkpoints go: a temporary folder, not ./checkpoints
+    scratch = tempfile.mkdtemp(prefix="setfit-")
+    trainer = Trainer(model=model, args=TrainingArguments(seed=seed, output_dir=scratch), train_dataset=shots)
     started, cpu = time.perf_counter(), time.process_time()
     trainer.train()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    shutil.rmtree(scratch, ignore_errors=True)  # the folder this function made
     predicted = np.asarray(model.predict(list(bench.evaluation["text"]), batch_size=64))
     return float((predicted == np.asarray(bench.evaluation["label"])).mean()), seconds, cpu
 
