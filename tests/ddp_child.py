@@ -21,7 +21,7 @@ def main(out_file: str) -> None:
     model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
     data = {"text": TEXTS, "label": LABELS}
     before = nlptl.evaluate(model, data, batch_size=4)
-    result = nlptl.fit(model, data, data, strategy="full", epochs=3, batch_size=4, learning_rate=1e-3,
+    result = nlptl.fit(model, data, data, strategy="full", epochs=6, batch_size=4, learning_rate=3e-3,
                        progress=False)
     from accelerate import PartialState
 

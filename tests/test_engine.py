@@ -305,12 +305,17 @@ def test_strategy_aware_default_learning_rates(tmp_path):
     assert default_learning_rates("full", bert, 2e-5, None) == (2e-5, 2e-5)  # a given rate is kept
 
 
-def test_feature_extraction_without_a_learning_rate_learns(tmp_path):
-    model = make_model("glove", tmp_path)
-    data = separable_task(model.encoder)
-    result = nlptl.fit(model, data, data, strategy="feature_extraction", epochs=20, batch_size=8, progress=False)
-    assert result.metrics["accuracy"] >= 0.9
-    assert result.extra["config"]["learning_rate"] == 1e-3
+def test_feature_extraction_without_a_learning_rate_learns_where_the_old_default_did_not(tmp_path):
+    accuracies = {}
+    for rate in (None, 2e-5):  # the strategy's default, and the fine-tuning rate that used to be the default
+        model = make_model("glove", tmp_path)
+        data = separable_task(model.encoder)
+        result = nlptl.fit(model, data, data, strategy="feature_extraction", epochs=20, batch_size=8,
+                           learning_rate=rate, progress=False)
+        accuracies[rate] = result.metrics["accuracy"]
+        if rate is None:
+            assert result.extra["config"]["learning_rate"] == 1e-3
+    assert accuracies[None] >= 0.8 and accuracies[None] >= accuracies[2e-5] + 0.2, accuracies
 
 
 def test_early_stopping_on_eval_loss_keeps_its_minimum(tmp_path):
