@@ -124,13 +124,17 @@ def parameter_groups(
              for name, head in model.heads.items()]
     for depth, (name, params) in enumerate(reversed(trainable)):  # top group first
         named.append((name, params, learning_rate * decay**depth))
+    return [group for name, params, lr in named for group in decay_groups(name, params, lr, weight_decay)]
+
+
+def decay_groups(name: str, params: list, lr: float, weight_decay: float) -> list[dict]:
+    """Optimizer groups of ``params``: matrices with ``weight_decay``, biases and norms (1-D) without."""
     groups = []
-    for name, params, lr in named:
-        for with_decay in (True, False):
-            chosen = [p for p in params if (p.ndim > 1) == with_decay]
-            if chosen:
-                groups.append({"params": chosen, "lr": lr, "weight_decay": weight_decay if with_decay else 0.0,
-                               "name": f"{name}{'' if with_decay else '.no_decay'}"})
+    for with_decay in (True, False):
+        chosen = [p for p in params if (p.ndim > 1) == with_decay]
+        if chosen:
+            groups.append({"params": chosen, "lr": lr, "weight_decay": weight_decay if with_decay else 0.0,
+                           "name": f"{name}{'' if with_decay else '.no_decay'}"})
     return groups
 
 

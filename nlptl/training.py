@@ -29,8 +29,8 @@ from .model import TransferModel
 from .objectives import Objective, Supervised, TrainStep
 from .evaluation import build_accelerator, eval_loader, evaluate_rows
 from .sources import SourceStream, StepPlan, collate_for, named_sources, next_batch, prepare_source
-from .strategies import (Strategy, apply_freezing, build_scheduler, count_parameters, default_learning_rates,
-                         parameter_groups, set_frozen_modules_to_eval)
+from .strategies import (Strategy, apply_freezing, build_scheduler, count_parameters, decay_groups,
+                         default_learning_rates, parameter_groups, set_frozen_modules_to_eval)
 
 SINGLE_SOURCE = "train"  # the name of the one source when train_data is one dataset
 # metric names early stopping minimises under early_stopping_mode="auto" (any other name is maximised)
@@ -270,14 +270,7 @@ def _improved(record: dict, best: float | None, metric: str, mode: str) -> bool:
 
 def _objective_groups(objective: Objective, head_lr: float, weight_decay: float) -> list[dict]:
     params = [p for p in objective.parameters() if p.requires_grad]
-    rate = objective.learning_rate or head_lr
-    groups = []
-    for with_decay in (True, False):
-        chosen = [p for p in params if (p.ndim > 1) == with_decay]
-        if chosen:
-            groups.append({"params": chosen, "lr": rate, "weight_decay": weight_decay if with_decay else 0.0,
-                           "name": f"objective{'' if with_decay else '.no_decay'}"})
-    return groups
+    return decay_groups("objective", params, objective.learning_rate or head_lr, weight_decay)
 
 
 def _log_caches(log, cache_mode, cache_reason, caches, dtype) -> None:
