@@ -302,10 +302,14 @@ def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, mo
     for name, run in metrics["runs"].items():
         assert (out / name / "metrics.json").is_file() and 0.0 <= run["accuracy"] <= 1.0
     choice = metrics["choice"]
-    if choice["baseline"] is None:  # a transformer candidate ranked first: it was trained as advised
+    if choice["baseline"] is None:  # a transformer candidate ranked first: it was trained as selected
         settings = metrics["runs"]["chosen"]["settings"]
-        assert settings["strategy"] == choice["strategy"] and 1 <= settings["epochs"] <= 3
-        assert settings.get("top_k") == (choice["top_k"] if choice["strategy"] == "top_k" else None)
+        assert settings["strategy"] == choice["selected_strategy"] and 1 <= settings["epochs"] <= 3
+        if choice["strategy"] != "full":  # the advised line and full fine-tuning met on held-out training rows
+            assert set(choice["dev_accuracy"]) == {"advised", "full"}
+            assert {"selection/advised", "selection/full"} <= set(metrics["runs"])
+            dev_rows = (out / "selection" / "dev.jsonl").read_text().splitlines()
+            assert len(dev_rows) == choice["dev_rows"] == 3  # 10% of the 32 training rows, none of the eval file's
     report = (out / "report.md").read_text()
     assert "## The choice" in report and "## Result" in report and "tfidf_lr" in report
     assert json.loads(stdout.strip().splitlines()[-1])["negative_transfer"] == metrics["negative_transfer"]
