@@ -1,7 +1,8 @@
 """Rank sources for a labelled text set end to end: sample, compute features once, score, advise.
 
-``rank_texts`` is what ``nlptl rank`` prints and writes as rank.json, and what the validation
-recipe and ``nlptl auto`` build on. Every candidate is scored on the same seeded sample.
+``rank_texts`` is what ``nlptl rank`` prints and writes as rank.json, and what ``nlptl auto``
+builds on; the validation recipe calls its two halves (``sample_candidates`` then ``rank_sample``)
+so it can score the same features twice. Every candidate is scored on the same seeded sample.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import numpy as np
 from .features import TFIDF, load_source, source_candidates
 from .ranking import Candidate, advise_freeze_depth, rank_candidates
 
-__all__ = ["thread_limit", "seeded_sample", "sample_candidates", "rank_sample", "rank_texts", "classifier_scores", "format_table",
-           "recommend"]
+__all__ = ["thread_limit", "seeded_sample", "sample_candidates", "rank_sample", "rank_texts", "classifier_scores",
+           "format_table", "recommend"]
 
 
 def seeded_sample(n_rows: int, size: int | None, seed: int = 0) -> np.ndarray:
