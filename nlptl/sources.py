@@ -116,6 +116,7 @@ class StepPlan:
         if mode == "temperature":
             sizes = sizes ** (1.0 / temperature)
         self.probabilities = sizes / sizes.sum()
+        self._cached: tuple[int, np.ndarray] | None = None  # (epoch, that epoch's source choices)
 
     def sources_at(self, epoch: int, step: int) -> list[str]:
         """The sources of batch ``step`` (0-based within ``epoch``)."""
@@ -126,7 +127,7 @@ class StepPlan:
         return [self.names[self._choices(epoch)[step]]]
 
     def _choices(self, epoch: int) -> np.ndarray:
-        if getattr(self, "_cached", (None,))[0] != epoch:
+        if self._cached is None or self._cached[0] != epoch:
             rng = np.random.default_rng([self.seed, 7, epoch])
             self._cached = (epoch, rng.choice(len(self.names), size=self.steps_per_epoch, p=self.probabilities))
         return self._cached[1]

@@ -192,6 +192,8 @@ def _infer_file_kind(path: Path) -> str:
     first_line = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").split()
     if len(first_line) == 2 and all(part.isdigit() for part in first_line):
         return "word2vec"  # header 'count dim'; the body may be text or binary
+    from .vector_files import _all_floats  # the vector readers' own check, so both agree on "a row of floats"
+
     if len(first_line) > 2 and _all_floats(first_line[1:]):
         return "glove"
     raise ValueError(
@@ -199,10 +201,3 @@ def _infer_file_kind(path: Path) -> str:
         "'count dim' header, or GloVe text; pass kind= one of " + ", ".join(ENCODERS)
     )
 
-
-def _all_floats(parts: list[str]) -> bool:
-    try:
-        [float(p) for p in parts]
-    except ValueError:
-        return False
-    return True

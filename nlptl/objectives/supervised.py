@@ -26,6 +26,7 @@ class Supervised(Objective):
                                  "learn from it; give it a label column, or pass an objective that uses "
                                  "unlabelled data (e.g. nlptl.adaptation.DANN)")
             value = weighted_mean(out["losses"], batch)
-            logged[f"{source}/loss"] = float(value.detach())
+            if len(batches) > 1:  # one source's loss is the step's loss: no second sync to log it
+                logged[f"{source}/loss"] = float(value.detach())
             total = value if total is None else total + value
-        return total, (logged if len(batches) > 1 else {})
+        return total, logged
