@@ -48,6 +48,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--method", choices=["contrastive"], help="few-shot: contrastive pairs, then the head")
     add_training_arguments(parser.add_argument_group("training (nlptl.TrainConfig)"))
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--output-dir holds an earlier run: delete its nlptl files and start fresh")
     parser.add_argument("--output-dir", required=True, help="the run directory to write")
 
 

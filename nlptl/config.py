@@ -61,6 +61,8 @@ class TrainConfig:
     save_every_steps: int | None = option(None, "write a resumable checkpoint every N optimizer steps")
     save_total_limit: int = option(2, "checkpoints to keep")
     resume: bool = option(False, "continue from the last checkpoint in output_dir", cli=False)
+    overwrite: bool = option(False, "a fresh run in an output_dir holding an earlier run: delete that run's "
+                             "nlptl files first (default: refuse)", cli=False)
     seed: int = option(0, "seeds the whole run: head initialisation, shuffling, dropout")
     cpu: bool = option(False, "train on CPU even when a GPU is present", cli=False)
     progress: bool = option(True, "progress bars", cli=False)
@@ -122,6 +124,9 @@ class TrainConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; {expected}")
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected {expected}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume=True and overwrite=True contradict each other: resume continues the run in "
+                             "output_dir, overwrite deletes it; pass one of them")
         if self.resume and self.output_dir is None:
             raise ValueError("resume=True needs output_dir= (where the checkpoints are)")
         if self.save_every_steps and self.output_dir is None:

@@ -113,7 +113,7 @@ def cmd_auto(args: argparse.Namespace) -> None:
                 "label_column": args.label_column, "train_size": args.train_size}
     command = "nlptl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
     result = auto(data, args.output_dir, budget_minutes=args.budget_minutes, sources=args.encoders,
-                  sample=args.sample, seed=args.seed, command=command)
+                  sample=args.sample, seed=args.seed, command=command, overwrite=args.overwrite)
     summary = {name: r["accuracy"] for name, r in result["runs"].items()}
     print(json.dumps({"output_dir": args.output_dir, "choice": result["choice"].get("best_candidate"),
                       "strategy": result["choice"]["strategy"], "top_k": result["choice"]["top_k"],
@@ -153,4 +153,5 @@ def add_commands(subparsers) -> None:
                            "2-core CPU and a few thousand sentences)")
     auto.add_argument("--seed", type=int, default=0)
     auto.add_argument("--output-dir", required=True, help="folder for report.md, metrics.json and the run directories")
+    auto.add_argument("--overwrite", action="store_true", help="--output-dir holds an earlier auto: replace it")
     auto.set_defaults(handler=cmd_auto)

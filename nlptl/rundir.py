@@ -40,9 +40,14 @@ RUN_PIECES = ("checkpoints", "model", "log.jsonl", "metrics.json", "config.json"
 _MODEL_MARKER = "nlptl_model.json"
 
 
-def check_run_directory(output_dir: str | os.PathLike, resume: bool, fingerprint: dict[str, Any],
-                        overwrite: bool = False) -> None:
-    """Refuse to start a run that would mix with an earlier one in ``output_dir``; see the module docstring."""
+def check_run_directory(output_dir: str | os.PathLike, resume: bool, fingerprint: dict[str, Any] | None,
+                        overwrite: bool = False, remove: bool = True) -> None:
+    """Refuse to start a run that would mix with an earlier one in ``output_dir``; see the module docstring.
+
+    ``fingerprint=None`` skips the resume comparison (a caller that leaves it to ``fit``);
+    ``remove=False`` checks an ``overwrite`` without deleting (the other processes of a
+    distributed run, while the main one deletes).
+    """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output_dir {str(out)!r} is a file; pass a directory (CLI: --output-dir)")
@@ -50,7 +55,8 @@ def check_run_directory(output_dir: str | os.PathLike, resume: bool, fingerprint
         raise ValueError("resume=True and overwrite=True contradict each other: resume continues the run in "
                          "output_dir, overwrite deletes it; pass one of them")
     if resume:
-        _check_resumable(out, fingerprint)
+        if fingerprint is not None:
+            _check_resumable(out, fingerprint)
         return
     earlier = earlier_run_pieces(out)
     if not earlier:
@@ -60,7 +66,10 @@ def check_run_directory(output_dir: str | os.PathLike, resume: bool, fingerprint
             f"output_dir {str(out)!r} already holds an earlier run ({', '.join(earlier)}); a fresh run there would "
             "mix with it. Continue that run with resume=True (CLI: --resume), or choose another --output-dir "
             "(output_dir=), or pass overwrite=True (CLI: --overwrite) to delete the earlier run's files first")
-    remove_run_pieces(out)
+    if remove:
+        remove_run_pieces(out)
+    else:
+        _check_removable(out)
 
 
 def earlier_run_pieces(out: Path) -> list[str]:
@@ -73,8 +82,7 @@ def earlier_run_pieces(out: Path) -> list[str]:
     return found
 
 
-def remove_run_pieces(out: Path) -> None:
-    """Delete an earlier run's nlptl files (``RUN_PIECES``), refusing first if any of them holds foreign files."""
+def _check_removable(out: Path) -> None:
     model = out / "model"
     if model.exists():
         foreign = foreign_files(model) if (model / _MODEL_MARKER).is_file() else None
@@ -82,6 +90,11 @@ def remove_run_pieces(out: Path) -> None:
             what = f"it also holds {', '.join(map(repr, foreign[:5]))}" if foreign else f"it has no {_MODEL_MARKER}"
             raise FileExistsError(f"overwrite=True would delete {model}, but it is not only a saved nlptl model "
                                   f"({what}); move it away or choose another --output-dir")
+
+
+def remove_run_pieces(out: Path) -> None:
+    """Delete an earlier run's nlptl files (``RUN_PIECES``), refusing first if any of them holds foreign files."""
+    _check_removable(out)
     for name in RUN_PIECES:
         path = out / name
         if name == CHECKPOINT_DIR and path.is_dir():

@@ -22,12 +22,14 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_text_atomically
+from .rundir import check_run_directory
 from .config import TrainConfig, option, training_fields
 from .heads import head_class, task_names
 
@@ -218,18 +220,20 @@ def run(config: RunConfig, command: str | None = None) -> Path:
     out = Path(config.output_dir)
     _check_precision(config)
     train, evaluation = load_splits(config)  # bad data fails here, before anything is written
-    out.mkdir(parents=True, exist_ok=True)
+    # A fresh run refuses (or, with overwrite, clears) an earlier run here; fit checks a resume against
+    # the checkpoints' fingerprint. config.json is written last, so a failed run leaves none behind.
+    check_run_directory(out, config.resume, None, config.overwrite)
     record = {**asdict(config), "name": config.name or out.name, "command": command or " ".join(sys.argv),
               "environment": environment(),
               "data_fingerprint": {"train": dataset_fingerprint(train), "eval": dataset_fingerprint(evaluation)}}
-    write_text_atomically(out / "config.json", json.dumps(record, indent=2))
     started = time.perf_counter()
     if config.baseline == "tfidf_lr":
         result, predictions = _tfidf_baseline(config, train, evaluation)
     else:
         result, predictions = _train(config, train, evaluation)
         record["applied"] = result.get("extra", {}).get("config")  # defaults as filled in: learning rates
-        write_text_atomically(out / "config.json", json.dumps(record, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out / "config.json", json.dumps(record, indent=2))
     result.setdefault("train_seconds", time.perf_counter() - started)
     write_results(out, result, predictions, train_size=len(train), eval_size=len(evaluation))
     return out
@@ -323,12 +327,11 @@ def environment() -> dict[str, Any]:
 
 def run_in_subprocess(config: RunConfig, command: str | None = None) -> Path:
     """Run in a fresh interpreter, so the recorded peak memory belongs to this run alone."""
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = out / "run_config.json"
-    spec.write_text(json.dumps({"config": asdict(config), "command": command or " ".join(sys.argv)}, indent=2))
-    subprocess.run([sys.executable, "-m", "nlptl.runs", str(spec)], check=True)
-    return out
+    with tempfile.TemporaryDirectory(prefix="nlptl-run-") as scratch:  # outside the run directory it checks
+        spec = Path(scratch) / "run_config.json"
+        spec.write_text(json.dumps({"config": asdict(config), "command": command or " ".join(sys.argv)}, indent=2))
+        subprocess.run([sys.executable, "-m", "nlptl.runs", str(spec)], check=True)
+    return Path(config.output_dir)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import time
@@ -27,6 +28,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, training_fields
 from .model import TransferModel
 from .objectives import Objective, Supervised, TrainStep
+from .rundir import check_run_directory, write_fingerprint
 from .evaluation import build_accelerator, eval_loader, evaluate_rows
 from .sources import SourceStream, StepPlan, collate_for, named_sources, next_batch, prepare_source
 from .strategies import (Strategy, apply_freezing, build_scheduler, count_parameters, decay_groups,
@@ -35,6 +37,9 @@ from .strategies import (Strategy, apply_freezing, build_scheduler, count_parame
 SINGLE_SOURCE = "train"  # the name of the one source when train_data is one dataset
 # metric names early stopping minimises under early_stopping_mode="auto" (any other name is maximised)
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")
+# settings that may change between a run and its resume without changing what a checkpoint means
+RESUMABLE_CHANGES = ("output_dir", "resume", "overwrite", "progress", "cpu", "eval_batch_size", "save_every_steps",
+                     "save_total_limit", "cache_features", "cache_dtype", "cache_max_memory_mb")
 
 
 @dataclass
@@ -87,10 +92,16 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     eval_rows = {name: model.get_head(eval_heads[name]).prepare(model.encoder, data, train=False, **cfg.columns)
                  for name, data in eval_sets.items()}
     out = Path(cfg.output_dir) if cfg.output_dir else None
-    if out is not None and accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume and (out / "log.jsonl").exists():
-            (out / "log.jsonl").unlink()  # a fresh run starts a fresh log
+    if out is not None:  # everything is validated: now check the run directory, before writing to it
+        fingerprint = run_fingerprint(model, cfg, objective, sources, eval_rows)
+        check_run_directory(out, cfg.resume, fingerprint, cfg.overwrite, remove=accelerator.is_main_process)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            if not cfg.resume:
+                write_fingerprint(out, fingerprint)
+                if (out / "log.jsonl").exists():
+                    (out / "log.jsonl").unlink()  # a log left by a run that crashed before its first checkpoint
 
     # DDP registers only parameters that require grad when wrapped: for gradual unfreezing, all must.
     apply_freezing(model, len(groups) if plan.name == "gradual_unfreezing" else plan.trainable_groups(len(groups), 0))
@@ -249,6 +260,21 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
 
 
 # ----- pieces of fit ---------------------------------------------------------------------------
+
+
+def run_fingerprint(model: TransferModel, cfg: TrainConfig, objective: Objective, sources: list,
+                    eval_rows: dict) -> dict[str, Any]:
+    """What a checkpoint belongs to: the settings, model, objective and prepared rows (see ``nlptl.rundir``)."""
+    def digest(rows: list) -> str:
+        return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+    settings = {k: v for k, v in training_fields(cfg).items() if k not in RESUMABLE_CHANGES}
+    return {"settings": settings,
+            "encoder": {"class": type(model.encoder).__name__, **model.encoder.config()},
+            "heads": {name: {"class": type(head).__name__, **head.config()} for name, head in model.heads.items()},
+            "objective": {"class": type(objective).__name__, **objective.config()},
+            "train_data": {source.name: digest(source.rows) for source in sources},
+            "eval_data": {str(name): digest(rows) for name, rows in eval_rows.items()}}
 
 
 def _unpack(value: Any, objective: Objective) -> tuple[torch.Tensor, dict[str, float]]:

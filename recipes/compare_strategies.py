@@ -98,7 +98,9 @@ def main() -> None:
             continue
         for size in sizes:
             run_name = name if size is None else f"{name}-n{size}"
-            values = {**shared, **settings, "name": run_name, "output_dir": str(runs_dir / run_name)}
+            # a rerun of the recipe replaces its earlier runs (only their nlptl files; see nlptl.rundir)
+            values = {**shared, **settings, "name": run_name, "output_dir": str(runs_dir / run_name),
+                      "overwrite": True}
             if size is not None:
                 values["train_size"] = size
             if args.data_dir:

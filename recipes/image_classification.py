@@ -73,7 +73,7 @@ def train_run(name, encoder, train, test, strategy, learning_rate, args, runs_di
     out = runs_dir / name
     result = nlptl.fit(model, train, test, strategy=strategy, epochs=args.epochs, batch_size=16,
                        learning_rate=learning_rate, head_learning_rate=3e-3, seed=args.seed, progress=False,
-                       output_dir=str(out), image_column="image")
+                       output_dir=str(out), overwrite=True, image_column="image")
     predicted = model.predict(list(test["image"]))
     config = {"name": name, "task": "image-classification", "dataset": "sklearn digits 5-9", "strategy": strategy,
               "baseline": "from_scratch" if name == "from_scratch" else None, "seed": args.seed,

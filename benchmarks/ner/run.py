@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     model = nlptl.TransferModel(encoder, TokenClassificationHead(labels=labels, **head_options))
     out = Path("runs/ner") / (name + (f"-train{args.train_size}" if args.train_size else ""))
     started = time.perf_counter()
-    result = nlptl.fit(model, train, dev if eval_in_fit else None, output_dir=str(out), batch_size=32,
-                       seed=args.seed, group_by_length=True, progress=False, **fit_options)
+    result = nlptl.fit(model, train, dev if eval_in_fit else None, output_dir=str(out), overwrite=True,
+                       batch_size=32, seed=args.seed, group_by_length=True, progress=False, **fit_options)
     if not eval_in_fit:
         scoring = time.perf_counter()
         result.metrics = nlptl.evaluate(model, dev, batch_size=64, mixed_precision=fit_options.get("mixed_precision",

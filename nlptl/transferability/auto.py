@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..artifacts import write_text_atomically
+from ..rundir import earlier_run_pieces
 from .pipeline import rank_texts, seeded_sample
 
 __all__ = ["auto", "estimate_run_seconds", "MAX_EPOCHS", "DEV_FRACTION"]
@@ -66,7 +68,7 @@ def _write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
 
 def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 20.0,
          sources: Sequence[str] = ("minilm", "glove-6b-50d", "tfidf"), sample: int = 2000, seed: int = 0,
-         command: str | None = None) -> dict[str, Any]:
+         command: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Rank, choose, train the choice and the baselines within ``budget_minutes``; write report.md + metrics.json.
 
     ``data`` holds the RunConfig data fields (dataset, data_dir, dataset_options, train_size,
@@ -77,11 +79,12 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     started = time.perf_counter()
     budget = budget_minutes * 60.0
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     common = {**data, "seed": seed}
     train, evaluation = load_splits(RunConfig(output_dir=str(out / "tfidf_lr"), baseline="tfidf_lr", **common))
+    _check_output_dir(out, overwrite)  # after the data loaded, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     ranking = rank_texts(list(train["text"]), list(train["label"]), sources=sources, sample=sample, seed=seed)
-    (out / "rank.json").write_text(json.dumps(ranking, indent=2))
+    write_text_atomically(out / "rank.json", json.dumps(ranking, indent=2))
     choice = dict(ranking["recommendation"])
     runs: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
@@ -89,7 +92,7 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     def train_run(name: str, values: dict[str, Any], **settings: Any) -> float | None:
         directory = out / name
         run_started = time.perf_counter()
-        run(RunConfig(output_dir=str(directory), **values, **settings), command=command)
+        run(RunConfig(output_dir=str(directory), overwrite=overwrite, **values, **settings), command=command)
         runs[name] = {"dir": str(directory), "accuracy": _accuracy(directory), "settings": settings,
                       "seconds": time.perf_counter() - run_started}
         return runs[name]["accuracy"]
@@ -162,9 +165,24 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
               "top_candidates": [{k: r[k] for k in ("name", "logme", "h_score", "knn_accuracy", "rank")}
                                  for r in ranking["candidates"][:5]],
               "freeze_advice": ranking["freeze_advice"], "train_size": len(train), "eval_size": len(evaluation)}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out / "report.md").write_text(_report(result, ranking, command))
+    write_text_atomically(out / "metrics.json", json.dumps(result, indent=2))
+    write_text_atomically(out / "report.md", _report(result, ranking, command))
     return result
+
+
+AUTO_FILES = ("rank.json", "metrics.json", "report.md")
+AUTO_RUNS = ("tfidf_lr", "chosen", "from_scratch", "selection/advised", "selection/full")
+
+
+def _check_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output_dir holding an earlier ``auto`` unless ``overwrite`` (its runs are then replaced)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output_dir {str(out)!r} is a file; pass a directory (--output-dir)")
+    earlier = [name for name in AUTO_FILES if (out / name).exists()]
+    earlier += [f"{name}/" for name in AUTO_RUNS if earlier_run_pieces(out / name)]
+    if earlier and not overwrite:
+        raise FileExistsError(f"output_dir {str(out)!r} already holds an earlier nlptl auto ({', '.join(earlier)}); "
+                              "choose another --output-dir, or pass --overwrite (overwrite=True) to replace it")
 
 
 def _describe(strategy: str, top_k: int | None) -> str:
