@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from encoding_cases import case_encode, case_flops, case_glove  # noqa: E402
 from harness import (BATCH_SIZE, DEFAULT_DATA_DIR, ENCODE_BATCH_SIZE, MAX_LENGTH, SUITES, Context,  # noqa: E402
                      device_description, load_data, quiet_stdout, silence_libraries)
-from training_cases import case_feature_extraction, case_full, case_memory, case_top_k, warm_up  # noqa: E402
+from training_cases import (case_feature_extraction, case_full, case_full_vs_grouped, case_memory,  # noqa: E402
+                            case_top_k, warm_up)
 
 CASES: dict[str, Callable[[Context], dict]] = {
     "1": case_feature_extraction,
@@ -36,9 +37,10 @@ CASES: dict[str, Callable[[Context], dict]] = {
     "4": case_encode,
     "5": case_glove,
     "6": case_memory,
+    "full_vs_grouped": case_full_vs_grouped,
     "flops": case_flops,
 }
-TRAINING_CASES = ("1", "2", "3")  # share this process's warm-up (case 6 runs each fit in a fresh process)
+TRAINING_CASES = ("1", "2", "3", "full_vs_grouped")  # share this process's warm-up (case 6 runs each fit in a fresh process)
 
 
 def parse_cases(text: str) -> list[str]:

@@ -193,7 +193,26 @@ def case_full(ctx: Context) -> dict:
     add_run(record, "peer", peer_run)
     add_run(record, "peer_group_by_length", grouped_run)
     record["ratio_vs_group_by_length"] = round(nlptl_run.samples_per_s / grouped_run.samples_per_s, 4)
+    ctx.shared["full"] = {"nlptl": nlptl_run, "grouped": grouped_run}  # full_vs_grouped judges these runs
     return judge(record, nlptl_run.samples_per_s, peer_run.samples_per_s, target=1.2)
+
+
+def case_full_vs_grouped(ctx: Context) -> dict:
+    """Full fine-tune against Trainer's best normal CPU setting, its length-grouped sampler.
+
+    Same model, rows, batch size, epoch, learning rate and schedule as case 3 (whose two runs it
+    reuses when case 3 ran in this process). Accuracy must stay within 0.5 points.
+    """
+    size = ctx.suite.sizes["3"]
+    record = base_record(ctx, "full_vs_grouped", "full fine-tune vs Trainer group_by_length",
+                         "transformers.Trainer(train_sampling_strategy='group_by_length')", size)
+    runs = ctx.shared.get("full") or {"nlptl": run_nlptl(ctx, size, "full"),
+                                      "grouped": run_trainer(ctx, size, "full", sampling="group_by_length")}
+    add_run(record, "nlptl", runs["nlptl"])
+    add_run(record, "peer", runs["grouped"])
+    difference = 100 * (runs["nlptl"].accuracy - runs["grouped"].accuracy)
+    record.update(accuracy_difference_points=round(difference, 2), accuracy_within_0_5_points=abs(difference) <= 0.5)
+    return judge(record, runs["nlptl"].samples_per_s, runs["grouped"].samples_per_s, target=1.2)
 
 
 def run_memory_child(ctx: Context, size: CaseSize, strategy: str) -> dict:
