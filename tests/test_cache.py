@@ -89,6 +89,7 @@ def test_top_k_trains_from_the_freeze_line_with_the_same_loss_curve(kind, tmp_pa
 
 def fit_cached(model, train, evaluation, run_dir, **options):
     options.setdefault("cache_max_memory_mb", 0)  # 0: always to disk
+    options.setdefault("overwrite", True)  # a rerun replaces the earlier run but keeps its feature_cache/
     return nlptl.fit(model, train, evaluation, strategy="feature_extraction", epochs=2, batch_size=8,
                      learning_rate=1e-2, progress=False, seed=3, output_dir=str(run_dir), **options)
 
