@@ -38,7 +38,7 @@ def draw(report: dict[str, Any], output: Path, write: Callable[[Path, Callable[[
     drawers = {
         "learning_curves": lambda path: learning_curves([r for r in report["runs"] if r["history"]], primary, path),
         "confusion_matrix": lambda path: confusion_matrix_plot(
-            np.array(per_class["confusion_matrix"]), per_class["labels"], per_class["run"], path),
+            np.array(per_class["confusion_matrix"]), per_class["confusion_labels"], per_class["run"], path),
         "per_class": lambda path: per_class_plot(per_class["labels"], per_class, per_class["run"], path),
         "size_curve": lambda path: size_curve(size_points(report["runs"]), primary, path),
     }

@@ -114,7 +114,7 @@ def build_report(run_dirs: Sequence[str | Path], title: str | None = None) -> di
     _unique_names(runs)
     _compare_with_scratch(runs, primary)
     best = max(runs, key=lambda run: run.metrics[primary])  # the first listed wins a tie
-    scored = [run for run in runs if run.predictions is not None and primary == "accuracy"]
+    scored = [run for run in runs if run.predictions is not None]
     environments = [run.config.get("environment") for run in runs]
     first = runs[0].config
     dataset = first.get("dataset") or (Path(first["eval_file"]).name if first.get("eval_file") else None)
@@ -125,7 +125,7 @@ def build_report(run_dirs: Sequence[str | Path], title: str | None = None) -> di
         "scale": "percent (0-100)",
         "metric_names": [m for m in head.report_metrics if any(m in run.metrics for run in runs)],
         "best_run": best.name,
-        "per_class": _per_class(max(scored, key=lambda run: run.metrics[primary])) if scored else None,
+        "per_class": _per_class(head, max(scored, key=lambda run: run.metrics[primary])) if scored else None,
         "environment": environments[0] if all(e == environments[0] for e in environments) else None,
         "runs": [_run_entry(run, primary, run is best) for run in runs],
     }
@@ -206,9 +206,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             _duration(run["train_seconds"]), _count(run["trainable_parameters"]),
             "n/a" if run["peak_memory_mb"] is None else f"{run['peak_memory_mb']:,.0f}",
             "n/a" if run["train_size"] is None else f"{run['train_size']:,}", ", ".join(flags)]))
+    unit = (report["per_class"] or {}).get("unit", "class")
+    confusion = ("Entity-type confusion of the best run: the gold type (rows) against the type predicted at the "
+                 "same span; O = missed (column) or spurious (row)" if unit == "entity type"
+                 else "Confusion matrix of the best run")
     captions = {"learning_curves": f"Eval {primary} and train loss per epoch",
-                "confusion_matrix": "Confusion matrix of the best classification run",
-                "per_class": "Per-class precision, recall and F1 of the best classification run",
+                "confusion_matrix": confusion,
+                "per_class": f"Per-{unit} precision, recall and F1 of the best run",
                 "size_curve": f"{primary.capitalize()} versus labelled-set size, per strategy"}
     if report["plots"]:
         lines += ["", "## Plots", ""]
@@ -216,8 +220,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += [f"### {captions[name]}", "", f"![{captions[name]}]({file_name})", ""]
     if report["per_class"]:
         per_class = report["per_class"]
-        lines += ["", f"## Per-class scores: {per_class['run']}", "", _row(["Label", "Precision", "Recall", "F1",
-                                                                            "Support"]), _row(["---"] * 5)]
+        lines += ["", f"## Per-{unit} scores: {per_class['run']}", "",
+                  _row([unit.capitalize(), "Precision", "Recall", "F1", "Support"]), _row(["---"] * 5)]
         for i, label in enumerate(per_class["labels"]):
             lines.append(_row([label, *(_score(per_class[key][i]) for key in ("precision", "recall", "f1")),
                                str(per_class["support"][i])]))
@@ -273,25 +277,10 @@ def _compare_with_scratch(runs: list[Run], primary: str) -> None:
             run.scratch_primary = float(np.mean([s.metrics[primary] for s in matches]))
 
 
-def _per_class(run: Run) -> dict[str, Any]:
-    """Confusion matrix and per-class precision/recall/F1 (0-100) from a run's predictions.json."""
-    from .metrics import confusion_matrix
-    from .metrics.classification import per_class_scores
-
-    where = run.path / "predictions.json"
-    missing = [key for key in ("labels", "references", "predictions") if key not in run.predictions]
-    if missing:
-        raise ValueError(f"{where} has no {missing}; it needs labels (names), references and predictions (ids)")
-    labels = [str(label) for label in run.predictions["labels"]]
-    try:
-        matrix, _ = confusion_matrix(run.predictions["predictions"], run.predictions["references"],
-                                     labels=list(range(len(labels))))
-    except ValueError as error:
-        raise ValueError(f"{where}: {error} (ids must index the {len(labels)} label names)") from None
-    scores = per_class_scores(matrix)
-    return {"run": run.name, "labels": labels, "confusion_matrix": matrix.tolist(),
-            "support": [int(n) for n in scores["support"]],
-            **{key: [100.0 * float(v) for v in scores[key]] for key in ("precision", "recall", "f1")}}
+def _per_class(head, run: Run) -> dict[str, Any] | None:
+    """The task's per-class scores (0-100) and confusion matrix from a run's predictions.json."""
+    breakdown = head.prediction_breakdown(run.predictions, run.path / "predictions.json")
+    return None if breakdown is None else {"run": run.name, **breakdown}
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:

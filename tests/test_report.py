@@ -226,3 +226,28 @@ def test_a_crash_while_writing_never_leaves_a_half_written_markdown(runs, tmp_pa
         write_report(list(runs.values())[:3], out)
     assert (out / "report.md").read_text() == before
     assert not list(out.glob(".*tmp"))
+
+
+def test_token_classification_report_has_the_per_type_table_and_the_entity_confusion(tmp_path):
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-LOC", "O"]]
+    guess = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "O", "B-LOC", "B-PER"]]  # LOC read as ORG, ORG missed, a spurious PER
+    run = make_run(tmp_path / "runs", "ner", 50.0, task="token-classification",
+                   predictions={"labels": ["O", "B-PER", "I-PER", "B-LOC", "B-ORG"], "references": gold,
+                                "predictions": guess})
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["metrics"] = {"f1": 0.5, "precision": 0.5, "recall": 0.5, "macro_f1": 0.4, "token_accuracy": 0.75}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    write_report([run], tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    breakdown = report["per_class"]
+    assert breakdown["unit"] == "entity type" and breakdown["labels"] == ["LOC", "ORG", "PER"]
+    assert breakdown["support"] == [2, 1, 1]
+    assert breakdown["recall"] == [50.0, 0.0, 100.0]  # one LOC of two, no ORG, the PER
+    assert breakdown["confusion_labels"] == ["LOC", "ORG", "PER", "O"]
+    assert breakdown["confusion_matrix"] == [[1, 1, 0, 0],   # gold LOC: one found, one typed as ORG
+                                             [0, 0, 0, 1],   # gold ORG: missed
+                                             [0, 0, 1, 0],   # gold PER: found
+                                             [0, 0, 1, 0]]   # a spurious PER
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Per-entity type scores: ner" in markdown and "Entity-type confusion" in markdown
+    assert (tmp_path / "report" / "confusion_matrix.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -114,6 +114,15 @@ class Head(nn.Module, ABC):
         """What ``predictions.json`` of a run directory holds for this task (None: no file)."""
         return None
 
+    @classmethod
+    def prediction_breakdown(cls, predictions: dict[str, Any], where: Any) -> dict[str, Any] | None:
+        """Per-class scores and a confusion matrix from a run's ``predictions.json`` (``where``), for reports.
+
+        Returns ``{"unit", "labels", "precision", "recall", "f1" (0-100), "support", "confusion_labels",
+        "confusion_matrix"}``, or None when the task has none.
+        """
+        return None
+
     def predict(self, model: Any, inputs: Any, batch_size: int = 32, **options: Any) -> Any:
         """Task-level predictions for raw inputs (labels, answers, entity spans)."""
         raise TypeError(f"the {self.task!r} head has no predict(); see its own methods")

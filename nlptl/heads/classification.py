@@ -117,13 +117,12 @@ class ClassificationHead(Head):
 
     @staticmethod
     def _text_inputs(encoder, dataset, text_column: str, text_pair_column: str | None) -> list:
+        """Rows cut to the encoder's ``max_length``; a long text is tokenized only as far as that reaches."""
         from ..encoders.base import check_texts
 
-        firsts = encoder.tokenize(check_texts(dataset[text_column], f"column {text_column!r}"))
-        if not text_pair_column:
-            return [encoder.build_inputs(encoder.truncate(a, None)) for a in firsts]
-        seconds = encoder.tokenize(check_texts(dataset[text_pair_column], f"column {text_pair_column!r}"))
-        return [encoder.build_inputs(*encoder.truncate(a, b)) for a, b in zip(firsts, seconds)]
+        firsts = check_texts(dataset[text_column], f"column {text_column!r}")
+        seconds = check_texts(dataset[text_pair_column], f"column {text_pair_column!r}") if text_pair_column else None
+        return encoder.build_rows(firsts, seconds)
 
     def _label_id(self, value: Any, row: int, column: str, dataset) -> int | list[float]:
         if self.multi_label:
@@ -198,6 +197,24 @@ class ClassificationHead(Head):
         names = self.labels or list(range(self.num_labels))
         return {"labels": names, "references": list(dataset["label"]),
                 "predictions": [names.index(p) for p in predicted]}
+
+    @classmethod
+    def prediction_breakdown(cls, predictions: dict[str, Any], where: Any) -> dict[str, Any]:
+        from ..metrics import confusion_matrix, per_class_scores
+
+        missing = [key for key in ("labels", "references", "predictions") if key not in predictions]
+        if missing:
+            raise ValueError(f"{where} has no {missing}; it needs labels (names), references and predictions (ids)")
+        labels = [str(label) for label in predictions["labels"]]
+        try:
+            matrix, _ = confusion_matrix(predictions["predictions"], predictions["references"],
+                                         labels=list(range(len(labels))))
+        except ValueError as error:
+            raise ValueError(f"{where}: {error} (ids must index the {len(labels)} label names)") from None
+        scores = per_class_scores(matrix)
+        return {"unit": "class", "labels": labels, "support": [int(n) for n in scores["support"]],
+                **{key: [100.0 * float(v) for v in scores[key]] for key in ("precision", "recall", "f1")},
+                "confusion_labels": labels, "confusion_matrix": matrix.tolist()}
 
     @torch.inference_mode()
     def predict(self, model: Any, inputs: Sequence[Any], batch_size: int = 32, text_pairs: Sequence[str] | None = None,

@@ -257,6 +257,20 @@ class TokenClassificationHead(Head):
         return {"labels": self._tags, "references": [list(t) for t in dataset["tags"]],
                 "predictions": [self._names(p) for p in self.decode_words(log_probs)]}
 
+    @classmethod
+    def prediction_breakdown(cls, predictions: dict[str, Any], where: Any) -> dict[str, Any]:
+        """Per entity type: strict-span precision, recall, F1 (seqeval), and the entity-type confusion."""
+        references, predicted = predictions.get("references"), predictions.get("predictions")
+        if not isinstance(references, list) or not isinstance(predicted, list) or len(references) != len(predicted):
+            raise ValueError(f"{where} needs 'references' and 'predictions': equally long lists of tag lists")
+        scores = td.tagging_metrics(references, predicted, entity_level=True)
+        types, matrix = td.entity_confusion(references, predicted)
+        return {"unit": "entity type", "labels": types,
+                **{key: [100.0 * scores.get(f"{key}_{kind}", 0.0) for kind in types]
+                   for key in ("precision", "recall", "f1")},
+                "support": [int(scores.get(f"support_{kind}", 0)) for kind in types],
+                "confusion_labels": [*types, "O"], "confusion_matrix": matrix.tolist()}
+
     def predict(self, model: Any, inputs: Sequence[str], batch_size: int = 32, head: str | None = None
                 ) -> list[list[dict[str, Any]]]:
         """Entity spans per raw text: [{"entity", "text", "start", "end", "score"}] with character offsets."""

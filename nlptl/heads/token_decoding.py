@@ -127,3 +127,26 @@ def tagging_metrics(gold: list[list[str]], predicted: list[list[str]], entity_le
         metrics[f"recall_{kind}"] = float(scores["recall"])
         metrics[f"support_{kind}"] = float(scores["support"])
     return metrics
+
+
+def entity_confusion(gold: list[list[str]], predicted: list[list[str]]) -> tuple[list[str], np.ndarray]:
+    """Entity types, and counts of gold span type (rows) against the type predicted at the same span (columns).
+
+    The last row and column are "O": a gold entity with no predicted span at its exact boundaries
+    (missed), or a predicted span with no gold one there (spurious). Spans as seqeval reads them.
+    """
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    gold_spans = [{(start, end): kind for kind, start, end in get_entities(list(tags))} for tags in gold]
+    predicted_spans = [{(start, end): kind for kind, start, end in get_entities(list(tags))} for tags in predicted]
+    types = sorted({kind for spans in gold_spans + predicted_spans for kind in spans.values()})
+    index = {kind: i for i, kind in enumerate(types)}
+    none = len(types)
+    matrix = np.zeros((none + 1, none + 1), dtype=np.int64)
+    for golds, guesses in zip(gold_spans, predicted_spans):
+        for span, kind in golds.items():
+            matrix[index[kind], index[guesses[span]] if span in guesses else none] += 1
+        for span, kind in guesses.items():
+            if span not in golds:
+                matrix[none, index[kind]] += 1
+    return types, matrix
