@@ -266,3 +266,30 @@ def test_shared_copies_load_with_their_documented_sizes():
         assert sorted(label_names(reviews).count(n) for n in ("negative", "positive")) == [1000, 1000]
     squad = load_dataset("squad", data_dir=SHARED, split="validation")
     assert len(set(squad["title"])) == 12
+
+
+def test_tsv_written_by_the_csv_module_with_quoted_newlines_loads(tmp_path):
+    import csv
+
+    path = tmp_path / "train.tsv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerows([["text", "label"], ["first line\nsecond line", "pos"], ['she said "fine"\tand left', "neg"],
+                          ["plain", "pos"]])
+    data = load_files(train_file=str(path))["train"]
+    assert data["text"] == ["first line\nsecond line", 'she said "fine"\tand left', "plain"]
+
+
+def test_glue_style_tsv_keeps_its_literal_quotes(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text('sentence\tlabel\n"a quoted start\tpos\nit \'s "fine" .\tneg\n', encoding="utf-8")
+    data = load_files(train_file=str(path), text_column="sentence")["train"]
+    assert data["text"] == ['"a quoted start', 'it \'s "fine" .']
+
+
+def test_tsv_broken_both_ways_names_both_readings(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text('text\tlabel\nok\tpos\n"open quote\tneg\textra\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"train\.tsv: read unquoted \(as GLUE-style TSVs are\), line 3 has 3 fields, "
+                                         r"expected 2 .*read with quoted fields .*csv module and pandas"):
+        load_files(train_file=str(path))

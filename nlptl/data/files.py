@@ -99,9 +99,37 @@ def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> tuple[d
     if _looks_like_json(text):
         raise ValueError(f"{path}: the {path.suffix} extension says delimited text, but the first line is a "
                          f"JSON value; give it a .json or .jsonl extension")
-    # TSV files (GLUE and most research data) carry literal quote characters, so no quoting for them.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one long document may exceed 128 KiB
+    if delimiter == ",":
+        numbered, names, bad = _split_rows(path, text, delimiter, csv.QUOTE_MINIMAL, header)
+        if bad:
+            raise ValueError(f"{path}: {bad}; check the delimiter or quoting of that line")
+    else:
+        # TSVs come two ways: GLUE and most research data carry literal quote characters (read unquoted),
+        # while Python's csv module and pandas quote fields holding tabs, quotes or newlines. Unquoted
+        # first, so GLUE files keep their quotes; quoted when only that reading gives every row its fields.
+        numbered, names, bad = _split_rows(path, text, delimiter, csv.QUOTE_NONE, header)
+        if bad:
+            try:
+                quoted = _split_rows(path, text, delimiter, csv.QUOTE_MINIMAL, header)
+            except (csv.Error, ValueError) as error:
+                quoted = (None, None, str(error))
+            if quoted[2]:
+                raise ValueError(f"{path}: read unquoted (as GLUE-style TSVs are), {bad}; read with quoted fields "
+                                 f"(as Python's csv module and pandas write them), {quoted[2]}; check the delimiter "
+                                 "or quoting of those lines")
+            numbered, names, _ = quoted
+    other, sample = ("," if delimiter == "\t" else "\t"), (names[0] if header else numbered[0][1][0])
+    if len(names) == 1 and other in sample:
+        raise ValueError(f"{path}: only one column was found but the first row contains {other!r}; "
+                         f"the extension must match the delimiter (.tsv = tab-separated, .csv = comma-separated)")
+    rows = [row for _, row in numbered]
+    places = [f"line {n} (data row {i + 1})" for i, (n, _) in enumerate(numbered)]
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}, places
+
+
+def _split_rows(path: Path, text: str, delimiter: str, quoting: int, header: bool):
+    """(numbered rows, column names, None) or, when a row's field count is off, a message naming its line."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     numbered = [(reader.line_num, row) for row in reader if row]  # blank lines are skipped
     if not numbered:
@@ -115,17 +143,10 @@ def _parse_table(path: Path, text: str, delimiter: str, header: bool) -> tuple[d
                 raise ValueError(f"{path}: the header names column {name!r} twice (columns {seen[name] + 1} and "
                                  f"{i + 1}); rename one so every column name is unique")
             seen[name] = i
-    other, sample = ("," if delimiter == "\t" else "\t"), (names[0] if header else numbered[0][1][0])
-    if len(names) == 1 and other in sample:
-        raise ValueError(f"{path}: only one column was found but the first row contains {other!r}; "
-                         f"the extension must match the delimiter (.tsv = tab-separated, .csv = comma-separated)")
     for lineno, row in numbered:
         if len(row) != len(names):
-            raise ValueError(f"{path}: line {lineno} has {len(row)} fields, expected {len(names)} "
-                             f"(columns {names}); check the delimiter or quoting of that line")
-    rows = [row for _, row in numbered]
-    places = [f"line {n} (data row {i + 1})" for i, (n, _) in enumerate(numbered)]
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}, places
+            return numbered, names, f"line {lineno} has {len(row)} fields, expected {len(names)} (columns {names})"
+    return numbered, names, None
 
 
 def _looks_like_json(text: str) -> bool:
