@@ -178,8 +178,9 @@ def test_encode_batches_by_token_count_and_returns_input_order(tiny, monkeypatch
     texts = ["film", "!!!!!!!!", "a tiny film about nothing at all", "good", "!!!!", "the movie"]
     lengths = [len(t.ids) for t in encoder.tokenize(texts)]
     batches = []
-    collate = encoder.collate
-    monkeypatch.setattr(encoder, "collate", lambda rows: batches.append([len(r) for r in rows]) or collate(rows))
+    forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda batch: batches.append(batch["attention_mask"].sum(1).tolist())
+                        or forward(batch))
     encoded = encoder.encode(texts, batch_size=2)
     flat = [n for batch in batches for n in batch]
     assert flat == sorted(flat, reverse=True) and len(flat) == len(texts)

@@ -10,6 +10,11 @@ extractive QA with windows over long contexts) is written once for every text en
     tokenize(texts)            -> [TokenizedText]   words/sub-words with character offsets
     build_inputs(first, second)-> ModelInput        adds the encoder's special tokens
     collate([ModelInput])      -> dict of tensors   dynamic padding to the longest row
+
+``build_rows(texts, text_pairs)`` chains the first two for pooled, one-row-per-text tasks
+(classification, ``encode``): it tokenizes each text only as far as ``max_length`` reaches
+(``tokenize_truncated``), so a huge text costs what its first tokens cost. Tasks that window a
+long text with a stride (token classification, QA) call ``tokenize`` and see every token.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ from torch import nn
 
 ENCODER_CONFIG_NAME = "nlptl_encoder.json"
 POOLINGS = ("mean", "max", "first", "pooled")
+#: texts tokenized at a time when ``encode`` plans its batches (the whole input is still sorted by length)
+ENCODE_CHUNK = 4096
 
 
 @dataclass
@@ -201,9 +208,9 @@ class Encoder(nn.Module, ABC):
     ) -> np.ndarray:
         """Pooled features for feature extraction: numpy (N, D) in input order.
 
-        Texts are tokenized once, up front, and encoded in order of token count (longest first)
-        so each batch pads little; the result is put back into the caller's order. ``batch_size``
-        defaults to the encoder's ``encode_batch_size``.
+        Texts are tokenized once, up front and only as far as ``max_length`` reaches, then encoded
+        in order of token count (longest first) so each batch pads little; the result is put back
+        into the caller's order. ``batch_size`` defaults to the encoder's ``encode_batch_size``.
         """
         if self.modality == "text":
             inputs = check_texts(inputs)
@@ -266,21 +273,39 @@ class TextEncoder(Encoder):
             counts[pair] = len(self.build_inputs(probe, probe if pair else None))
         return counts[pair]
 
+    def tokenize_truncated(self, texts: Sequence[str], max_tokens: int) -> list[TokenizedText]:
+        """``tokenize``, keeping at most the first ``max_tokens`` tokens of each text.
+
+        Kinds that can stop early (transformers, static vectors) override this so that a long text
+        is never tokenized in full; this default tokenizes everything and cuts.
+        """
+        return [_cut(t, max_tokens) for t in self.tokenize(texts)]
+
+    def build_rows(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[ModelInput]:
+        """One ``ModelInput`` per text (or pair), cut to ``max_length`` like ``truncate`` (with its warning).
+
+        Each text is tokenized only as far as a row can use: one token past the budget, which is
+        enough to tell that it was cut and to split a pair's budget as ``truncate`` does.
+        """
+        texts = check_texts(texts)
+        if text_pairs is None:
+            limit = self.max_length - self.num_special_tokens(False) + 1
+            return [self.build_inputs(self.truncate(t, None)) for t in self.tokenize_truncated(texts, limit)]
+        pairs = check_texts(text_pairs, "text_pairs")
+        if len(pairs) != len(texts):
+            raise ValueError(f"text_pairs has {len(pairs)} items but texts has {len(texts)}; they must match")
+        limit = self.max_length - self.num_special_tokens(True) + 1
+        firsts, seconds = self.tokenize_truncated(texts, limit), self.tokenize_truncated(pairs, limit)
+        return [self.build_inputs(*self.truncate(a, b)) for a, b in zip(firsts, seconds)]
+
     def _encode_plan(self, inputs: Sequence[str]) -> tuple[np.ndarray, Callable[[np.ndarray], dict]]:
-        rows = [self.build_inputs(self.truncate(t, None)) for t in self.tokenize(inputs)]
+        inputs = check_texts(inputs)
+        rows = [row for first in range(0, len(inputs), ENCODE_CHUNK)  # one chunk's tokenizer output at a time
+                for row in self.build_rows(inputs[first : first + ENCODE_CHUNK])]
         return longest_first(rows), lambda idx: self.collate([rows[i] for i in idx])
 
     def preprocess(self, inputs: Sequence[str], text_pairs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        texts = check_texts(inputs)
-        firsts = self.tokenize(texts)
-        if text_pairs is None:
-            rows = [self.build_inputs(self.truncate(t, None)) for t in firsts]
-        else:
-            pairs = check_texts(text_pairs, "text_pairs")
-            if len(pairs) != len(texts):
-                raise ValueError(f"text_pairs has {len(pairs)} items but texts has {len(texts)}; they must match")
-            rows = [self.build_inputs(*self.truncate(a, b)) for a, b in zip(firsts, self.tokenize(pairs))]
-        return self.collate(rows)
+        return self.collate(self.build_rows(inputs, text_pairs))
 
     def truncate(self, first: TokenizedText, second: TokenizedText | None):
         """Cut the longer text so the row fits ``max_length``, with a warning; never crash."""

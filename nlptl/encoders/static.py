@@ -150,11 +150,17 @@ class StaticEncoder(TextEncoder):
         return len(self.words)
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
-        texts = check_texts(texts)
+        return self._tokenize(check_texts(texts), None)
+
+    def tokenize_truncated(self, texts: Sequence[str], max_tokens: int) -> list[TokenizedText]:
+        """The first ``max_tokens`` tokens of each text: only its first ``max_tokens`` pieces are split off."""
+        return self._tokenize(check_texts(texts), max_tokens)
+
+    def _tokenize(self, texts: list[str], max_tokens: int | None) -> list[TokenizedText]:
         index, lowercase, out = self._index, self.lowercase, []
         for text in texts:
             ids, offsets, end = [], [], 0
-            for piece in text.split():  # Python's whitespace; find() recovers the offsets in C
+            for piece in _pieces(text, max_tokens):  # Python's whitespace; find() recovers the offsets in C
                 start = text.find(piece, end)
                 end = start + len(piece)
                 whole = index.get(piece.lower() if lowercase else piece)
@@ -163,6 +169,8 @@ class StaticEncoder(TextEncoder):
                     offsets.append((start, end))
                 else:
                     self._split_unknown(piece, start, ids, offsets)
+            if max_tokens is not None and len(ids) > max_tokens:
+                del ids[max_tokens:], offsets[max_tokens:]
             out.append(TokenizedText(ids, offsets))
         self._flush_oov()
         return out
@@ -178,12 +186,12 @@ class StaticEncoder(TextEncoder):
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         """The ids ``tokenize`` gives (truncated to ``max_length``), without building offsets."""
-        index, rows = self._index, []
+        index, rows, limit = self._index, [], self.max_length + 1  # one past the limit: enough to warn
         for text in texts:
             # lower() maps no character to or from whitespace, so this splits exactly as tokenize does
-            ids = list(map(index.get, (text.lower() if self.lowercase else text).split()))
+            ids = list(map(index.get, _pieces(text.lower() if self.lowercase else text, limit)))
             if None in ids:  # a piece to split at punctuation, or an unknown word: tokenize's slow path
-                ids = self._resolve_unknown(text.split(), ids)
+                ids = self._resolve_unknown(_pieces(text, limit), ids)
             if len(ids) > self.max_length:
                 ids = self.truncate(TokenizedText(ids, []), None).ids  # warns as tokenize's path does
             rows.append(ids)
@@ -357,6 +365,16 @@ class StaticEncoder(TextEncoder):
         if vocab_from is not None:
             encoder.trim_vocabulary(vocab_from)
         return encoder
+
+
+def _pieces(text: str, limit: int | None) -> list[str]:
+    """``text.split()``, or its first ``limit`` pieces: each piece is at least one token, so a long text's
+    first ``limit`` tokens come from them, and the rest of the text is never split."""
+    if limit is None:
+        return text.split()
+    pieces = text.split(None, limit)
+    del pieces[limit:]  # the unsplit remainder
+    return pieces
 
 
 def _first_index(words: list[str]) -> dict[str, int]:

@@ -8,13 +8,15 @@ import socket
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from torch import nn
 
-from .base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
+from .base import ENCODE_CHUNK, EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
+from .packed import PackedRows
 
 HIDDEN_STATES = ("last", "mean_last_n", "scalar_mix")
 # transformers also takes hub kernel names here ("kernels-community/..."), which download and run code:
@@ -23,6 +25,9 @@ ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa", "flash_attention_2", "flash_atten
 DEFAULT_MAX_LENGTH = 512  # for models with relative positions only (XLNet), which set no limit
 _LAYER_STACKS = {"albert": "encoder.albert_layer_groups"}  # where the generic search finds no per-layer list
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+#: a long text is tokenized from a prefix of this many characters per wanted token (doubled until enough)
+PREFIX_CHARS_PER_TOKEN = 8
+_WORD_END = re.compile(r"(?<!\s)[ \t\n\r]")  # an ASCII space right after a non-space character
 
 
 class ScalarMix(nn.Module):
@@ -45,6 +50,14 @@ class _Slot:
     type_id: int
     token_id: int | None = None  # set for a special token
     sequence: int | None = None  # 0 or 1 for the first or second text
+
+
+@dataclass(frozen=True)
+class _Specials:
+    """Special tokens on one side of the text in a single-text row."""
+
+    ids: list[int]
+    type_ids: list[int]
 
 
 class TransformerEncoder(TextEncoder):
@@ -91,6 +104,7 @@ class TransformerEncoder(TextEncoder):
         self._backend.no_padding()
         self._backend.no_truncation()
         self._templates = {pair: self._learn_template(pair) for pair in (False, True)}
+        self._single_layout = self._split_single_template()
         self._summary = self._summary_anchor()
         params = inspect.signature(model.forward).parameters
         self._uses_token_types = "token_type_ids" in params and getattr(model.config, "type_vocab_size", 2) > 1
@@ -181,6 +195,81 @@ class TransformerEncoder(TextEncoder):
         texts = check_texts(texts)
         encodings = self._backend.encode_batch(texts, add_special_tokens=False)
         return [TokenizedText(list(e.ids), _clean_offsets(t, e.offsets)) for t, e in zip(texts, encodings)]
+
+    def tokenize_truncated(self, texts: Sequence[str], max_tokens: int) -> list[TokenizedText]:
+        """The first ``max_tokens`` tokens of each text, tokenizing only a prefix of a long one.
+
+        A text longer than ``max_tokens * PREFIX_CHARS_PER_TOKEN`` characters is cut before a space
+        (``_prefix``); when that prefix gives no more than ``max_tokens`` tokens, twice as long a
+        prefix is tried, and so on. Pre-tokenizers split words at spaces, so a prefix's tokens are
+        the text's own first tokens: the result equals ``tokenize`` cut to ``max_tokens``.
+        A tokenizer without a pre-tokenizer may merge across spaces: it tokenizes in full.
+        """
+        texts = check_texts(texts)
+        if self._backend.pre_tokenizer is None:
+            return super().tokenize_truncated(texts, max_tokens)
+        # Offsets are cleaned over the whole prefix: a textless token takes its next real neighbour's span.
+        return [TokenizedText(list(e.ids[:max_tokens]), _clean_offsets(prefix, e.offsets)[:max_tokens])
+                for prefix, e in self._prefix_encodings(texts, max_tokens, offsets=True)]
+
+    def _prefix_encodings(self, texts: list[str], max_tokens: int, offsets: bool) -> list[tuple[str, Any]]:
+        """(prefix, its encoding) per text, the prefix long enough for ``max_tokens`` tokens (see above)."""
+        span = max(1, max_tokens) * PREFIX_CHARS_PER_TOKEN
+        prefixes = [_prefix(t, span) for t in texts]
+        # encode needs only ids: encode_batch_fast skips offsets (tokenizers >= 0.20)
+        fast = None if offsets else getattr(self._backend, "encode_batch_fast", None)
+        encode_batch = fast or self._backend.encode_batch
+        out = []
+        for text, prefix, e in zip(texts, prefixes, encode_batch(prefixes, add_special_tokens=False)):
+            chars = span
+            while len(e.ids) <= max_tokens and len(prefix) < len(text):  # too few tokens from the cut text
+                chars *= 2
+                prefix = _prefix(text, chars)
+                e = self._backend.encode(prefix, add_special_tokens=False)
+            out.append((prefix, e))
+        return out
+
+    def _first_ids(self, texts: list[str], max_tokens: int) -> list[list[int]]:
+        """The ids ``tokenize_truncated`` gives, without computing offsets."""
+        if self._backend.pre_tokenizer is None:
+            return [t.ids for t in super().tokenize_truncated(texts, max_tokens)]
+        return [e.ids[:max_tokens] for _, e in self._prefix_encodings(texts, max_tokens, offsets=False)]
+
+    def _encode_plan(self, inputs: Sequence[str]) -> tuple[np.ndarray, Callable[[np.ndarray], dict]]:
+        """``encode``'s rows as flat ids (4 bytes a kept token), tokenized ``ENCODE_CHUNK`` texts at a time.
+
+        The batches equal ``collate(build_rows(texts))``'s, without offsets or ModelInputs on the way.
+        """
+        texts = check_texts(inputs)
+        head, tail = self._single_layout
+        budget = self.max_length - len(head.ids) - len(tail.ids)
+
+        def rows(chunk: list[str]) -> list[list[int]]:
+            out = []
+            for ids in self._first_ids(chunk, budget + 1):
+                if len(ids) > budget:
+                    ids = self.truncate(TokenizedText(ids, []), None).ids  # warns as build_rows does
+                out.append(head.ids + ids + tail.ids)
+            return out
+
+        packed = PackedRows.from_chunks(rows(texts[i : i + ENCODE_CHUNK]) for i in range(0, len(texts), ENCODE_CHUNK))
+        return packed.longest_first(), lambda idx: self._collate_packed(packed, idx)
+
+    def _collate_packed(self, packed: PackedRows, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """What ``collate`` makes of single-text rows, from packed ids: right padding, template type ids."""
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids, mask = packed.pad(idx, pad_id)  # (B, L), (B, L)
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask).long()}
+        if self._uses_token_types:
+            head, tail = self._single_layout
+            types = np.full(ids.shape, self.tokenizer.pad_token_type_id, dtype=np.int64)  # (B, L)
+            types[mask] = self._templates[False][len(head.ids)].type_id  # the text's own type id
+            types[:, : len(head.ids)] = head.type_ids
+            ends, rows = packed.lengths[idx], np.arange(len(idx))  # (B,), (B,)
+            for k, type_id in enumerate(tail.type_ids):
+                types[rows, ends - len(tail.ids) + k] = type_id
+            batch["token_type_ids"] = torch.from_numpy(types)
+        return batch
 
     def build_inputs(self, first: TokenizedText, second: TokenizedText | None = None) -> ModelInput:
         row = ModelInput([], [], [], [])
@@ -273,6 +362,18 @@ class TransformerEncoder(TextEncoder):
                 slots.append(_Slot(type_id, sequence=sequence))
         return tuple(slots)
 
+    def _split_single_template(self) -> tuple[_Specials, _Specials]:
+        """The special tokens before and after the text in a single-text row."""
+        slots = self._templates[False]
+        text_at = next(i for i, s in enumerate(slots) if s.sequence is not None)
+        head, tail = _Specials([], []), _Specials([], [])
+        for i, slot in enumerate(slots):
+            if slot.token_id is not None:
+                side = head if i < text_at else tail
+                side.ids.append(slot.token_id)
+                side.type_ids.append(slot.type_id)
+        return head, tail
+
     def _summary_anchor(self) -> tuple[str, int] | None:
         """Where the cls token sits in a single-text row: ("start", i) or ("end", i from the last)."""
         slots = self._templates[False]
@@ -320,6 +421,19 @@ def _check_vocabulary(location: str, model: nn.Module, tokenizer: Any) -> None:
                          f"{rows} rows (config.json vocab_size={getattr(model.config, 'vocab_size', None)}); the "
                          "tokenizer files and the weights belong to different models: use the tokenizer saved "
                          "with these weights")
+
+
+def _prefix(text: str, chars: int) -> str:
+    """``text`` cut before the first space, tab or newline at or after ``chars`` that follows a non-space.
+
+    Whole when it is no longer than ``chars`` or has no such place after it. Only ASCII spaces
+    count: every tokenizer treats them as word boundaries (Python's ``isspace`` also matches
+    characters, such as U+001C, that BERT's normalizer deletes, which would join two words).
+    """
+    if len(text) <= chars:
+        return text
+    cut = _WORD_END.search(text, chars)
+    return text if cut is None else text[: cut.start()]
 
 
 def _clean_offsets(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
