@@ -313,3 +313,31 @@ def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, mo
     report = (out / "report.md").read_text()
     assert "## The choice" in report and "## Result" in report and "tfidf_lr" in report
     assert json.loads(stdout.strip().splitlines()[-1])["negative_transfer"] == metrics["negative_transfer"]
+
+
+def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tmp_path, monkeypatch):
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    build_bert(tmp_path)
+    rows = [(GOOD[i % 4] if i % 2 else BAD[i % 4], "pos" if i % 2 else "neg") for i in range(48)]
+    for name, part in (("train", rows[:32]), ("eval", rows[32:])):
+        (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in part))
+    other_domain = tmp_path / "target.jsonl"  # words the tiny vocabulary lacks: far from the training text
+    other_domain.write_text("".join(json.dumps({"text": "qwx vvq " + "xq" * (i % 3)}) + "\n" for i in range(32)))
+    out = tmp_path / "auto"
+    argv = ["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file", str(tmp_path / "eval.tsv"),
+            "--unlabeled-file", str(other_domain), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
+            "--budget-minutes", "10", "--output-dir", str(out)]
+    code, _, stderr = run_cli(argv)
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    adaptation = metrics["choice"]["adaptation"]
+    assert adaptation["a_distance"] >= adaptation["threshold"] and adaptation["method"] == "mmd"
+    assert metrics["runs"]["chosen"]["settings"]["adaptation"] == "mmd"
+    assert json.loads((out / "chosen" / "config.json").read_text())["unlabeled_file"] == str(other_domain)
+    assert "unadapted" in metrics["runs"] and isinstance(adaptation["negative_transfer"], bool)
+    assert "proxy A-distance" in (out / "report.md").read_text()
+
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    code, _, stderr = run_cli(argv)  # the same command again: refused, nothing touched
+    assert code == 1 and "already holds an earlier nlptl auto" in stderr and "--overwrite" in stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before

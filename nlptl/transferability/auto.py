@@ -27,6 +27,10 @@ from .pipeline import rank_texts, seeded_sample
 __all__ = ["auto", "estimate_run_seconds", "MAX_EPOCHS", "DEV_FRACTION"]
 
 MAX_EPOCHS = 3
+# --unlabeled-file: adapt when the domains' proxy A-distance (0 alike .. 2 separable) reaches this, with the
+# method whose 12-pair Amazon mean was best (benchmarks/domain_adaptation: MMD, +0.9 points over source-only).
+ADAPT_ABOVE = 1.0
+ADAPTATION = "mmd"
 DEV_FRACTION = 0.1  # of the training rows, held out to choose between the advised and full fine-tuning
 BACKWARD_FACTOR = 3.0  # forward + backward of a trained layer ~ 3 forwards (the usual 1:2 rule)
 # What the FLOP count misses (shuffled batches pad more than the ranking's length-sorted pass;
@@ -68,8 +72,13 @@ def _write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
 
 def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 20.0,
          sources: Sequence[str] = ("minilm", "glove-6b-50d", "tfidf"), sample: int = 2000, seed: int = 0,
-         command: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+         command: str | None = None, overwrite: bool = False, unlabeled_file: str | None = None) -> dict[str, Any]:
     """Rank, choose, train the choice and the baselines within ``budget_minutes``; write report.md + metrics.json.
+
+    With ``unlabeled_file`` (text of the domain the model is for), the proxy A-distance between the
+    training texts and that text decides whether to adapt (``ADAPT_ABOVE``): if so the chosen
+    configuration trains with ``ADAPTATION`` toward it, and, budget allowing, also without, so the
+    report shows whether adapting paid on the evaluation data (flagged when it did not).
 
     ``data`` holds the RunConfig data fields (dataset, data_dir, dataset_options, train_size,
     train_file, eval_file ...), shared by every final run so all of them see the same rows.
@@ -81,6 +90,7 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     out = Path(output_dir)
     common = {**data, "seed": seed}
     train, evaluation = load_splits(RunConfig(output_dir=str(out / "tfidf_lr"), baseline="tfidf_lr", **common))
+    target_texts = _unlabeled_texts(unlabeled_file, data)  # a bad file fails here, before anything is written
     _check_output_dir(out, overwrite)  # after the data loaded, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     ranking = rank_texts(list(train["text"]), list(train["label"]), sources=sources, sample=sample, seed=seed)
@@ -151,7 +161,23 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
             choice["dev_rows"] = n_dev
         choice.update(selected_strategy=selected[0], selected_top_k=selected[1], epochs=epochs,
                       estimated_seconds=cost(*selected, n_train, epochs))
-        train_run("chosen", common, **_settings(encoder, *selected, epochs))
+        chosen = _settings(encoder, *selected, epochs)
+        if target_texts is not None:
+            distance = _a_distance(encoder, list(train["text"]), target_texts, sample, seed)
+            adapt = distance >= ADAPT_ABOVE
+            choice["adaptation"] = {"a_distance": distance, "threshold": ADAPT_ABOVE,
+                                    "method": ADAPTATION if adapt else None, "unlabeled_rows": len(target_texts)}
+            if adapt:  # two streams a step (labelled + target): about twice the unadapted run
+                if 3 * choice["estimated_seconds"] + scratch <= left():
+                    train_run("unadapted", common, **chosen)
+                else:
+                    notes.append("no budget to also train without adaptation, so whether adapting paid is not "
+                                 "measured")
+                chosen = {**chosen, "unlabeled_file": unlabeled_file, "adaptation": ADAPTATION}
+            else:
+                notes.append(f"proxy A-distance {distance:.2f} < {ADAPT_ABOVE}: the unlabelled text looks like the "
+                             "training text, so no adaptation")
+        train_run("chosen", common, **chosen)
         if left() >= scratch:
             train_run("from_scratch", common, encoder=encoder, baseline="from_scratch", strategy="full", epochs=1)
         else:
@@ -160,6 +186,8 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     baselines = [r["accuracy"] for name, r in runs.items()
                  if name in ("tfidf_lr", "from_scratch") and r["accuracy"] is not None]
     negative = "chosen" in runs and bool(baselines) and runs["chosen"]["accuracy"] < max(baselines)
+    if "unadapted" in runs and "chosen" in runs:
+        choice["adaptation"]["negative_transfer"] = runs["chosen"]["accuracy"] < runs["unadapted"]["accuracy"]
     result = {"choice": choice, "runs": runs, "negative_transfer": negative, "budget_minutes": budget_minutes,
               "seconds": time.perf_counter() - started, "rank_seconds": ranking["seconds"], "notes": notes,
               "top_candidates": [{k: r[k] for k in ("name", "logme", "h_score", "knn_accuracy", "rank")}
@@ -171,7 +199,28 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
 
 
 AUTO_FILES = ("rank.json", "metrics.json", "report.md")
-AUTO_RUNS = ("tfidf_lr", "chosen", "from_scratch", "selection/advised", "selection/full")
+AUTO_RUNS = ("tfidf_lr", "chosen", "unadapted", "from_scratch", "selection/advised", "selection/full")
+
+
+def _unlabeled_texts(unlabeled_file: str | None, data: dict[str, Any]) -> list[str] | None:
+    if unlabeled_file is None:
+        return None
+    from ..data import load_files
+
+    text_column = data.get("text_column") or "text"
+    return list(load_files(train_file=unlabeled_file, text_column=text_column, label_column=None)["train"]["text"])
+
+
+def _a_distance(encoder: str, source: list[str], target: list[str], sample: int, seed: int) -> float:
+    """Proxy A-distance of the encoder's frozen features, on seeded samples of up to ``sample`` texts a side."""
+    from ..adaptation import domain_distance
+    from ..encoders import load_encoder
+    from ..runs import resolve_encoder_source
+
+    path, kind = resolve_encoder_source(encoder)
+    model = load_encoder(path, kind=kind)
+    pick = lambda texts: [texts[i] for i in seeded_sample(len(texts), sample, seed)]  # noqa: E731
+    return float(domain_distance(model, pick(source), pick(target), seed=seed))
 
 
 def _check_output_dir(out: Path, overwrite: bool) -> None:
@@ -213,6 +262,17 @@ def _report(result: dict[str, Any], ranking: dict[str, Any], command: str | None
         lines += ["", f"Trained: {_describe(choice['selected_strategy'], choice['selected_top_k'])}, "
                       f"{choice['epochs']} epoch(s) on all training rows "
                       f"(estimated {choice['estimated_seconds']:.0f} s)."]
+        adaptation = choice.get("adaptation")
+        if adaptation:
+            decided = (f"so the chosen run adapts to it with {adaptation['method']}" if adaptation["method"]
+                       else "so no adaptation")
+            lines += ["", f"Unlabelled target text ({adaptation['unlabeled_rows']} rows): proxy A-distance "
+                          f"{adaptation['a_distance']:.2f} to the training text (threshold {adaptation['threshold']}), "
+                          f"{decided}."]
+            if "negative_transfer" in adaptation:
+                lines.append("**Adaptation lost** to the same run without it on the evaluation data (`unadapted`)."
+                             if adaptation["negative_transfer"] else
+                             "Adaptation beat the same run without it on the evaluation data (`unadapted`).")
     lines += ["", "| rank | candidate | LogME | H-score | kNN acc |", "|---|---|---|---|---|"]
     lines += [f"| {r['rank']} | {r['name']} | {r['logme']:.4f} | {r['h_score']:.4f} | {r['knn_accuracy']:.3f} |"
               for r in result["top_candidates"]]
