@@ -113,14 +113,16 @@ class FeatureCache:
     def collate(self, head, encoder, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """The head's batch (targets) plus the cached features, padded to the longest row."""
         batch = head.collate(encoder, rows)
-        index = [r["row_index"] for r in rows]
-        length = int(max(self.lengths[i] for i in index))
-        features = torch.zeros((len(rows), length, self.features.shape[1]), dtype=torch.float32)  # (B, L, D)
-        mask = torch.zeros((len(rows), length), dtype=torch.bool)  # (B, L)
-        for b, i in enumerate(index):
-            start, n = self.starts[i], self.lengths[i]
-            features[b, :n] = torch.from_numpy(np.array(self.features[start : start + n], dtype=np.float32))
-            mask[b, :n] = torch.from_numpy(np.array(self.masks[start : start + n]))
+        index = np.fromiter((r["row_index"] for r in rows), dtype=np.int64, count=len(rows))  # (B,)
+        lengths = self.lengths[index]  # (B,)
+        length = max(1, int(lengths.max()))
+        real = np.arange(length) < lengths[:, None]  # (B, L)
+        # One gather for the whole batch (memory-mapped caches too); padding positions repeat a real one, then zero.
+        positions = self.starts[index][:, None] + np.minimum(np.arange(length), np.maximum(lengths - 1, 0)[:, None])
+        features = np.asarray(self.features[positions.ravel()], dtype=np.float32).reshape(len(rows), length, -1)
+        features[~real] = 0.0
+        features = torch.from_numpy(features)  # (B, L, D)
+        mask = torch.from_numpy(np.asarray(self.masks[positions.ravel()]).reshape(real.shape) & real)  # (B, L)
         if self.boundary is not None:  # the encoder still runs its top groups on these
             batch[CACHED_BOUNDARY] = features
             batch[BOUNDARY_GROUPS] = torch.full((len(rows),), self.boundary, dtype=torch.long)

@@ -90,7 +90,8 @@ def test_rows_are_what_the_full_tokenizer_gives(tiny, name):
         rows = encoder.build_rows(texts)
         before = [encoder.build_inputs(encoder.truncate(t, None)) for t in encoder.tokenize(texts)]
         order, make_batch = encoder._encode_plan(texts)
-    assert [(r.ids, r.type_ids, r.offsets) for r in rows] == [(r.ids, r.type_ids, r.offsets) for r in before]
+    fields = lambda r: (r.ids, r.type_ids, r.sequence_ids, r.offsets, r.extras)  # noqa: E731
+    assert [fields(r) for r in rows] == [fields(r) for r in before]
     assert order.tolist() == longest_first(before).tolist()
     for start in range(0, len(texts), 3):
         got, expected = make_batch(order[start : start + 3]), encoder.collate([before[i] for i in order[start : start + 3]])

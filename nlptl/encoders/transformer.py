@@ -7,6 +7,7 @@ import re
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
@@ -212,6 +213,26 @@ class TransformerEncoder(TextEncoder):
         return [TokenizedText(list(e.ids[:max_tokens]), _clean_offsets(prefix, e.offsets)[:max_tokens])
                 for prefix, e in self._prefix_encodings(texts, max_tokens, offsets=True)]
 
+    def build_rows(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[ModelInput]:
+        """``TextEncoder.build_rows``; single texts take a shortcut to the same rows (the template is fixed)."""
+        if text_pairs is not None or self._backend.pre_tokenizer is None:
+            return super().build_rows(texts, text_pairs)
+        texts = check_texts(texts)
+        head, tail = self._single_layout
+        budget = self.max_length - len(head.ids) - len(tail.ids)
+        text_type = self._templates[False][len(head.ids)].type_id
+        specials = [None] * len(head.ids), [None] * len(tail.ids)
+        around = [(0, 0)] * len(head.ids), [(0, 0)] * len(tail.ids)
+        rows = []
+        for prefix, e in self._prefix_encodings(texts, budget + 1, offsets=True):
+            text = TokenizedText(e.ids, _clean_offsets(prefix, e.offsets))
+            if len(text.ids) > budget:
+                text = self.truncate(text, None)  # warns as build_rows does
+            n = len(text.ids)
+            rows.append(ModelInput(head.ids + text.ids + tail.ids, head.type_ids + [text_type] * n + tail.type_ids,
+                                   specials[0] + [0] * n + specials[1], around[0] + text.offsets + around[1]))
+        return rows
+
     def _prefix_encodings(self, texts: list[str], max_tokens: int, offsets: bool) -> list[tuple[str, Any]]:
         """(prefix, its encoding) per text, the prefix long enough for ``max_tokens`` tokens (see above)."""
         span = max(1, max_tokens) * PREFIX_CHARS_PER_TOKEN
@@ -293,16 +314,16 @@ class TransformerEncoder(TextEncoder):
             raise ValueError(f"a row has {longest} tokens but max_length is {self.max_length}; "
                              "cut the texts with encoder.truncate(first, second) before build_inputs")
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)  # (B, L)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (B, L)
-        type_ids = torch.full((len(rows), longest), self.tokenizer.pad_token_type_id, dtype=torch.long)  # (B, L)
-        for i, row in enumerate(rows):  # right padding, whatever side the tokenizer pads by default
-            ids[i, : len(row)] = torch.tensor(row.ids, dtype=torch.long)
-            mask[i, : len(row)] = 1
-            type_ids[i, : len(row)] = torch.tensor(row.type_ids, dtype=torch.long)
-        batch = {"input_ids": ids, "attention_mask": mask}
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # (B,)
+        real = np.arange(longest) < lengths[:, None]  # (B, L); right padding, whatever the tokenizer's default
+        total = int(lengths.sum())
+        ids = np.full(real.shape, pad_id, dtype=np.int64)  # (B, L)
+        ids[real] = np.fromiter(chain.from_iterable(r.ids for r in rows), dtype=np.int64, count=total)
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(real).long()}
         if self._uses_token_types:
-            batch["token_type_ids"] = type_ids
+            type_ids = np.full(real.shape, self.tokenizer.pad_token_type_id, dtype=np.int64)  # (B, L)
+            type_ids[real] = np.fromiter(chain.from_iterable(r.type_ids for r in rows), dtype=np.int64, count=total)
+            batch["token_type_ids"] = torch.from_numpy(type_ids)
         return batch
 
     # ----- model ------------------------------------------------------------------------------
@@ -438,6 +459,8 @@ def _prefix(text: str, chars: int) -> str:
 
 def _clean_offsets(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Trim spans to non-whitespace; a token with no text of its own (a lone '▁' or 'Ġ') takes a neighbour's span."""
+    if all(start < end and not text[start].isspace() and not text[end - 1].isspace() for start, end in offsets):
+        return list(offsets)  # the common case (WordPiece never covers spaces): nothing to trim or fill
     spans: list[tuple[int, int] | None] = []
     for start, end in offsets:
         while start < end and text[start].isspace():
