@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from encoding_cases import case_encode, case_flops, case_glove  # noqa: E402
 from fe_cases import case_encode_memory, case_fe_vs_sklearn  # noqa: E402
+from lora_case import case_lora  # noqa: E402
 from harness import (BATCH_SIZE, DEFAULT_DATA_DIR, ENCODE_BATCH_SIZE, MAX_LENGTH, SUITES, Context,  # noqa: E402
                      device_description, load_data, quiet_stdout, silence_libraries)
 from training_cases import (case_feature_extraction, case_full, case_full_vs_grouped, case_memory,  # noqa: E402
@@ -41,6 +42,7 @@ CASES: dict[str, Callable[[Context], dict]] = {
     "full_vs_grouped": case_full_vs_grouped,
     "fe_vs_sklearn": case_fe_vs_sklearn,
     "encode_memory": case_encode_memory,
+    "lora": case_lora,
     "flops": case_flops,
 }
 TRAINING_CASES = ("1", "2", "3", "full_vs_grouped")  # share this process's warm-up (case 6 runs each fit in a fresh process)

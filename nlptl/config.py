@@ -7,7 +7,7 @@ option is written once, here, with its default, its check and its ``--help`` tex
 
 Learning rates left at None get defaults that suit the strategy (``strategies.default_learning_rates``):
 a new head alone learns at 1e-3; fine-tuning a transformer uses 5e-5 for the encoder and keeps
-1e-3 for the head; trained static vectors use 1e-3 for both.
+1e-3 for the head; LoRA adapters use 5e-4 (head 1e-3); trained static vectors use 1e-3 for both.
 """
 from __future__ import annotations
 
@@ -40,7 +40,13 @@ def option(default: Any, help: str, cli: bool = True, choices: tuple | None = No
 @dataclass(kw_only=True)
 class TrainConfig:
     strategy: str = option("full", "which encoder layer groups train", choices=STRATEGIES)
-    top_k: int | None = option(None, "strategy top_k: how many layer groups from the top train")
+    top_k: int | None = option(None, "strategy top_k: how many layer groups from the top train "
+                               "(lora: how many carry adapters; default all)")
+    lora_rank: int = option(8, "strategy lora: rank of each low-rank update")
+    lora_alpha: float = option(16.0, "strategy lora: scale, the update is alpha/rank * B A")
+    lora_dropout: float = option(0.1, "strategy lora: dropout on the adapters' input, in [0, 1)")
+    lora_target_modules: list[str] | None = option(
+        None, "strategy lora: linears to adapt, e.g. query,value (default: per architecture, see README)")
     epochs: int = option(3, "passes over the training data (see epoch_source with several sources)")
     batch_size: int = option(32, "training rows per step and process")
     eval_batch_size: int | None = option(None, "evaluation batch size (default: batch_size)")
@@ -81,10 +87,19 @@ class TrainConfig:
     columns: dict[str, str] = option({}, "column names the heads read, e.g. {'text_column': 'review'}", cli=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora_target_modules, str):  # the CLI's form: --lora-target-modules query,value
+            self.lora_target_modules = [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
+        elif isinstance(self.lora_target_modules, tuple):
+            self.lora_target_modules = list(self.lora_target_modules)
         checks = [
             (self.strategy in STRATEGIES, "strategy", f"choose one of {', '.join(STRATEGIES)}"),
             (self.top_k is None or _int(self.top_k) and self.top_k >= 1, "top_k", "an integer >= 1"),
             (self.strategy != "top_k" or self.top_k is not None, "top_k", "strategy 'top_k' needs top_k >= 1"),
+            (_int(self.lora_rank) and self.lora_rank >= 1, "lora_rank", "an integer >= 1 (typical: 4 to 16)"),
+            (_positive(self.lora_alpha), "lora_alpha", "a finite number > 0 (typical: 2 x lora_rank)"),
+            (_number(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)"),
+            (self.lora_target_modules is None or _names(self.lora_target_modules), "lora_target_modules",
+             "a non-empty list of module names such as ['query', 'value'] (or 'query,value'), or None"),
             (_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1"),
             (_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1"),
             (self.eval_batch_size is None or _int(self.eval_batch_size) and self.eval_batch_size >= 1,
@@ -163,3 +178,7 @@ def _number(value: Any) -> bool:
 
 def _positive(value: Any) -> bool:
     return _number(value) and value > 0
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip(".") for v in value)

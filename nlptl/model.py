@@ -9,6 +9,7 @@ Artefact layout (safetensors + JSON, no pickle)::
     out/nlptl_model.json        heads (task, config, labels), the default head, training settings
     out/heads/<name>.safetensors one file of weights per head
     out/encoder/                the encoder, as ``Encoder.save_pretrained`` writes it
+    out/lora/                   LoRA adapters, when the encoder carries them (its base weights are in encoder/)
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from torch import nn
 from .cache import cached_output
 from .encoders import Encoder, load_encoder
 from .heads import Head, head_class
+from .lora import ADAPTER_DIRECTORY
 
 MODEL_CONFIG_NAME = "nlptl_model.json"
 DEFAULT_HEAD = "default"  # the name of the one head of a single-task model
@@ -190,7 +192,12 @@ class TransferModel(nn.Module):
         from .artifacts import save_directory
 
         def write(staging: Path) -> None:
-            self.encoder.save_pretrained(staging / "encoder")
+            if getattr(self.encoder, "lora_settings", None) is None:
+                self.encoder.save_pretrained(staging / "encoder")
+            else:  # the base weights as loaded, and the adapters beside them (nlptl/lora.py)
+                from .lora import save_with_adapters
+
+                save_with_adapters(self.encoder, staging / "encoder", staging / ADAPTER_DIRECTORY)
             (staging / "heads").mkdir()
             for name, one in self.heads.items():
                 state = {k: v.detach().contiguous().cpu() for k, v in one.state_dict().items()}
@@ -230,6 +237,10 @@ class TransferModel(nn.Module):
         model = cls(encoder, heads=heads, labels={name: spec.get("labels") for name, spec in specs.items()})
         model.default_head = default
         verify_sizes(directory)  # a weights file cut short or grown since it was saved is named, not loaded
+        if (directory / ADAPTER_DIRECTORY).is_dir():
+            from .lora import load_adapters
+
+            load_adapters(encoder, directory / ADAPTER_DIRECTORY)  # checked JSON + safetensors, nothing imported
         for name, one in model.heads.items():
             one.load_state_dict(load_safetensors(files[name]))  # names a damaged file, NaN or inf weights
         model._fresh.clear()

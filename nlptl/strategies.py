@@ -9,6 +9,8 @@ top_k                  the top ``top_k`` groups train, the rest are frozen (eval
 full                   every group trains (use a low learning rate)
 gradual_unfreezing     ULMFiT: epoch 0 trains the head only, each later epoch unfreezes
                        one more group from the top (epoch e: top e groups)
+lora                   LoRA adapters on the encoder's linears (all groups, or the top
+                       ``top_k``) train; every pretrained weight stays frozen (nlptl/lora.py)
 =====================  ==============================================================
 
 Discriminative learning rates (``discriminative_decay=d``) work with any strategy: the top
@@ -22,11 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-STRATEGIES = ("feature_extraction", "top_k", "full", "gradual_unfreezing")
+STRATEGIES = ("feature_extraction", "top_k", "full", "gradual_unfreezing", "lora")
 SCHEDULES = ("linear", "slanted_triangular", "constant")
 HEAD_LEARNING_RATE = 1e-3  # a new, randomly initialised head: fast
 ENCODER_LEARNING_RATE = 5e-5  # pretrained transformer weights: slow, or fine-tuning forgets what they know
 VECTORS_LEARNING_RATE = 1e-3  # trained static word vectors (one embedding table, sparse updates)
+LORA_LEARNING_RATE = 5e-4  # LoRA's A and B: new, small, with B starting at zero (Hu et al. 2021 used 4e-4 to 5e-4)
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,24 @@ class Strategy:
             raise ValueError(f"unknown strategy {self.name!r}; choose one of {', '.join(STRATEGIES)}")
         if self.name == "top_k" and (self.top_k is None or self.top_k < 1):
             raise ValueError(f"strategy 'top_k' needs top_k >= 1, got top_k={self.top_k}")
+        if self.name == "lora" and self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"strategy 'lora' takes top_k >= 1 (adapters on the top k groups) or None, got {self.top_k}")
 
     def validate(self, num_groups: int) -> None:
-        if self.name == "top_k" and self.top_k > num_groups:
+        if self.name in ("top_k", "lora") and self.top_k is not None and self.top_k > num_groups:
             raise ValueError(f"top_k={self.top_k} is larger than the encoder's {num_groups} layer groups")
+
+    def prepare(self, model: nn.Module, config) -> None:
+        """What the strategy changes in the model before training: ``lora`` adds the adapters (``config``'s lora_*)."""
+        if self.name == "lora":
+            from .lora import add_adapters
+
+            add_adapters(model, config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_target_modules,
+                         self.top_k)
+        elif getattr(model.encoder, "lora_settings", None) is not None and self.name != "feature_extraction":
+            raise ValueError(f"strategy={self.name!r}: this model carries LoRA adapters; train them with "
+                             "strategy='lora' (or only a head with 'feature_extraction'), or fold them into the "
+                             "weights first with nlptl.lora.merge(model) to fine-tune the weights themselves")
 
     def trainable_groups(self, num_groups: int, epoch: int) -> int:
         """How many encoder groups, counted from the top, train in this epoch."""
@@ -52,20 +69,28 @@ class Strategy:
             return self.top_k
         if self.name == "full":
             return num_groups
+        if self.name == "lora":  # the groups whose adapters train; every base weight stays frozen
+            return num_groups if self.top_k is None else self.top_k
         return min(epoch, num_groups)  # gradual_unfreezing
 
 
 def apply_freezing(model: nn.Module, n_trainable: int) -> list[str]:
     """Set ``requires_grad`` so exactly the top ``n_trainable`` encoder groups (and the head) train.
 
+    An encoder carrying LoRA adapters trains only its adapters in those groups, never its base weights.
     Returns the names of the trainable groups, bottom to top.
     """
     groups = model.encoder.layer_groups()
     first_trainable = len(groups) - n_trainable
+    adapters = None
+    if getattr(model.encoder, "lora_settings", None) is not None:
+        from .lora import adapter_parameters
+
+        adapters = {id(p) for p in adapter_parameters(model.encoder)}
     for index, (_, modules) in enumerate(groups):
         for module in modules:
             for p in module.parameters():
-                p.requires_grad_(index >= first_trainable)
+                p.requires_grad_(index >= first_trainable and (adapters is None or id(p) in adapters))
     for p in model.heads.parameters():
         p.requires_grad_(True)
     return [name for name, _ in groups[first_trainable:]]
@@ -77,7 +102,7 @@ def default_learning_rates(strategy: str, encoder: nn.Module, learning_rate: flo
 
     A head alone (feature extraction) trains at 1e-3: the fine-tuning rate 2e-5 left GloVe on
     SST-2 near chance after 3 epochs. Fine-tuning a transformer uses 5e-5 for its weights and 1e-3
-    for the new head; trained static vectors use 1e-3 for both. A rate you pass is kept as is:
+    for the new head; LoRA adapters 5e-4 (and 1e-3 for the head); trained static vectors use 1e-3 for both. A rate you pass is kept as is:
     ``learning_rate`` alone also sets the head's unless ``head_learning_rate`` is given, as before.
     """
     if strategy == "feature_extraction":
@@ -85,7 +110,8 @@ def default_learning_rates(strategy: str, encoder: nn.Module, learning_rate: flo
         return rate, head_learning_rate if head_learning_rate is not None else rate
     static = getattr(encoder, "kind", None) == "static"
     if learning_rate is None:
-        learning_rate = VECTORS_LEARNING_RATE if static else ENCODER_LEARNING_RATE
+        learning_rate = (LORA_LEARNING_RATE if strategy == "lora" else VECTORS_LEARNING_RATE if static
+                         else ENCODER_LEARNING_RATE)
         return learning_rate, head_learning_rate if head_learning_rate is not None else HEAD_LEARNING_RATE
     return learning_rate, head_learning_rate if head_learning_rate is not None else learning_rate
 

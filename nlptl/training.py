@@ -86,6 +86,7 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     accelerator = build_accelerator(cfg)
     set_seed(cfg.seed)
     model.initialize_fresh_heads()  # under the seed: a head built before fit starts like one built in it
+    plan.prepare(model, cfg)  # strategy="lora" adds its adapters here, under the seed (nlptl/lora.py)
     encoder_lr, head_lr = default_learning_rates(plan.name, model.encoder, cfg.learning_rate, cfg.head_learning_rate)
 
     sources = [prepare_source(model, name, data, heads[name], cfg, objective) for name, data in train_sets.items()]
