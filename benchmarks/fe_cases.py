@@ -17,16 +17,13 @@ Sizes are this module's (``FE_SIZES``, ``MEMORY_SIZES``), keyed by suite name.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from harness import ENCODE_BATCH_SIZE, MAX_LENGTH, CaseSize, Context, base_record, judge, measure
+from harness import ENCODE_BATCH_SIZE, MAX_LENGTH, CaseSize, Context, base_record, judge, measure, run_fresh_process
 
 # Training sentences and the head's epochs per suite (validation: the suite's, all 872 but in smoke).
 FE_SIZES = {"smoke": CaseSize(256, 2), "quick": CaseSize(6_000, 8), "full": CaseSize(20_000, 8)}
@@ -125,12 +122,7 @@ def run_encode_memory_child(ctx: Context, n_short: int, n_long: int, words: int)
     command = [sys.executable, str(Path(__file__).with_name("encode_memory_child.py")), "--short", str(n_short),
                "--long", str(n_long), "--words", str(words), "--data-dir", str(ctx.data_dir),
                "--threads", str(ctx.threads), "--device", ctx.device]
-    if os.name == "posix":  # a parent's RSS would otherwise be counted in the child's ru_maxrss
-        command = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"encode memory child failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh_process(command, "encode memory child")
 
 
 def case_encode_memory(ctx: Context) -> dict:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -233,3 +235,18 @@ def silence_libraries() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+def run_fresh_process(command: list[str], what: str) -> dict[str, Any]:
+    """Run ``command`` (a Python child) so its ru_maxrss is its own peak; returns its last stdout line as JSON.
+
+    Not started straight from this process: Linux carries a parent's RSS into a child's ru_maxrss
+    (exec records the forked or vforked memory it replaces), so this 1+ GB process would set the
+    floor. A small shell forks the child instead, and its ru_maxrss counts only the child's memory.
+    """
+    if os.name == "posix":
+        command = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

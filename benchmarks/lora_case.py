@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from harness import (BATCH_SIZE, DEFAULT_DATA_DIR, LEARNING_RATES, SUITES, CaseSize, Context, base_record,  # noqa: E402
-                     judge, load_data, measure, quiet_stdout, silence_libraries)
+                     judge, load_data, measure, quiet_stdout, run_fresh_process, silence_libraries)
 
 # Sizes per suite, kept here rather than in harness.SUITES: (training sentences, epochs), the same on both sides.
 SIZES = {"smoke": CaseSize(64, 1), "quick": CaseSize(1_000, 1), "full": CaseSize(4_000, 1)}
@@ -63,13 +61,7 @@ def run_child(ctx: Context, size: CaseSize, strategy: str) -> dict:
                "--epochs", str(size.epochs), "--data-dir", str(ctx.data_dir), "--threads", str(ctx.threads),
                "--seed", str(ctx.seed), "--device", ctx.device, "--mixed-precision", ctx.mixed_precision,
                "--n-eval", str(len(ctx.data.eval_texts))]
-    if os.name == "posix":
-        command = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"lora case child for strategy={strategy!r} failed ({done.returncode}):\n"
-                           f"{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh_process(command, f"lora case child for strategy={strategy!r}")
 
 
 def case_lora(ctx: Context) -> dict:

@@ -5,10 +5,7 @@ the frozen-feature cache), and neither times model loading or the validation pas
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +16,7 @@ import numpy as np
 import torch
 
 from harness import (BATCH_SIZE, ENCODE_BATCH_SIZE, LEARNING_RATES, MAX_LENGTH, CaseSize, Context, base_record,
-                     judge, measure)
+                     judge, measure, run_fresh_process)
 
 WEIGHT_DECAY, WARMUP_RATIO, MAX_GRAD_NORM = 0.01, 0.1, 1.0
 
@@ -221,15 +218,7 @@ def run_memory_child(ctx: Context, size: CaseSize, strategy: str) -> dict:
                "--n", str(size.n), "--epochs", str(size.epochs), "--data-dir", str(ctx.data_dir),
                "--threads", str(ctx.threads), "--seed", str(ctx.seed), "--device", ctx.device,
                "--mixed-precision", ctx.mixed_precision, "--n-eval", str(len(ctx.data.eval_texts))]
-    if os.name == "posix":
-        # Not started straight from this process: Linux carries a parent's RSS into a child's ru_maxrss
-        # (exec records the forked or vforked memory it replaces), so this 1+ GB process would set the floor.
-        # A small shell forks the child instead, and its ru_maxrss counts only the child's own memory.
-        command = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory child for strategy={strategy!r} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh_process(command, f"memory child for strategy={strategy!r}")
 
 
 def case_memory(ctx: Context) -> dict:
