@@ -286,12 +286,17 @@ def test_glove_fast_path_gives_the_text_files_vectors():
     np.testing.assert_array_equal(fast, reference)
 
 
-def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, monkeypatch):
-    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+def write_auto_inputs(tmp_path) -> None:
+    """A tiny BERT and 32 training / 16 evaluation rows of a two-class sentiment task, as TSV files."""
     build_bert(tmp_path)
     rows = [(GOOD[i % 4] if i % 2 else BAD[i % 4], "pos" if i % 2 else "neg") for i in range(48)]
     for name, part in (("train", rows[:32]), ("eval", rows[32:])):
         (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in part))
+
+
+def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    write_auto_inputs(tmp_path)
     out = tmp_path / "auto"
     code, stdout, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
                                     str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "tfidf",
@@ -317,10 +322,7 @@ def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, mo
 
 def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tmp_path, monkeypatch):
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
-    build_bert(tmp_path)
-    rows = [(GOOD[i % 4] if i % 2 else BAD[i % 4], "pos" if i % 2 else "neg") for i in range(48)]
-    for name, part in (("train", rows[:32]), ("eval", rows[32:])):
-        (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in part))
+    write_auto_inputs(tmp_path)
     other_domain = tmp_path / "target.jsonl"  # words the tiny vocabulary lacks: far from the training text
     other_domain.write_text("".join(json.dumps({"text": "qwx vvq " + "xq" * (i % 3)}) + "\n" for i in range(32)))
     out = tmp_path / "auto"
