@@ -9,6 +9,8 @@ set as ``eval_data``: the frozen-feature cache encodes every training and valida
 once, the head trains on the cached vectors in batches of 1,024, and the final accuracy is fit's
 own evaluation of the cached validation features. Loading the models is not timed on either side;
 the sides take ``FE_ROUNDS`` turns and each reports its fastest (both accuracies are deterministic).
+With ``--mixed-precision bf16`` nlptl's fit runs (and caches) under bf16 autocast and the peer's
+model is cast to bf16, sentence-transformers' documented way.
 
 ``encode_memory`` encodes many short SST-2 sentences plus some texts of 10,000 words in a fresh
 process (``encode_memory_child.py``) and reports its peak RSS against the issue's 1.5 GB goal.
@@ -84,6 +86,8 @@ def case_fe_vs_sklearn(ctx: Context) -> dict:
                          "sentence_transformers encode + sklearn LogisticRegression", size, ENCODE_BATCH_SIZE)
     peer_encoder = SentenceTransformer(_minilm(), device=ctx.device)
     peer_encoder.max_seq_length = MAX_LENGTH
+    if ctx.mixed_precision == "bf16":  # sentence-transformers' own way to bf16: the whole model in bf16
+        peer_encoder.to(torch.bfloat16)
     # Untimed warm-up on each side: first-call costs (thread pools, Accelerate, lbfgs imports) count for neither.
     warm = {"text": train["text"][:WARMUP_TEXTS], "label": train["label"][:WARMUP_TEXTS]}
     _nlptl_pipeline(ctx, _nlptl_model(ctx), warm, warm, epochs=1)

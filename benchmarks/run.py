@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules,
 
 import torch  # noqa: E402
 
+from nlptl.devices import cpu_has_native_bf16  # noqa: E402
+
 from encoding_cases import case_encode, case_flops, case_glove  # noqa: E402
 from fe_cases import case_encode_memory, case_fe_vs_sklearn  # noqa: E402
 from lora_case import case_lora  # noqa: E402
@@ -70,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="JSON file for all results (default: benchmarks/results-<suite>.json, "
                              "or results-<suite>-<cases>.json for a subset of cases)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="bf16" if cuda else "no",
-                        help="passed to both sides (nlptl fit and Trainer bf16); default bf16 on a GPU, else no")
+                        help="passed to both sides (nlptl fit, Trainer bf16, sentence-transformers cast to bf16 in "
+                             "fe_vs_sklearn); bf16 needs a GPU or a CPU with native bf16; default bf16 on a GPU, else no")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads, the same for both sides (default: torch's own choice)")
     parser.add_argument("--seed", type=int, default=0)
@@ -85,8 +88,9 @@ def default_output(suite: str, cases: list[str]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.mixed_precision != "no" and device == "cpu":
-        raise SystemExit(f"--mixed-precision {args.mixed_precision} needs a GPU; this machine has none (use 'no')")
+    if args.mixed_precision != "no" and device == "cpu" and not cpu_has_native_bf16():
+        raise SystemExit(f"--mixed-precision {args.mixed_precision} needs a GPU or a CPU with native bf16 "
+                         "(avx512_bf16 or amx_bf16); this machine has neither (use 'no')")
     torch.set_num_threads(args.threads)
     silence_libraries()
     suite = SUITES[args.suite]
@@ -134,7 +138,7 @@ def environment(device: str, threads: int) -> dict:
     return {"device": device_description(device), "torch_threads": threads, "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "sentence_transformers": sentence_transformers.__version__, "gensim": gensim.__version__, "nlptl": nlptl.__version__,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "cpu_native_bf16": cpu_has_native_bf16()}
 
 
 def write(path: Path, report: dict) -> None:

@@ -53,18 +53,23 @@ class FeatureCache:
     @classmethod
     def build(cls, model, rows: Sequence[dict[str, Any]], batch_size: int, device: torch.device,
               dtype: str = "float32", progress: bool = False, directory: str | os.PathLike | None = None,
-              max_memory_mb: float = 2048, boundary: int | None = None, head=None) -> "FeatureCache":
+              max_memory_mb: float = 2048, boundary: int | None = None, head=None,
+              precision: str = "no") -> "FeatureCache":
         """Encode every row once; ``boundary=n`` stores the hidden states above the bottom n groups instead.
 
         ``head`` (default: the model's default head) collates the rows and chooses the pooling.
+        ``precision`` names the mixed precision the caller encodes under (``fit`` wraps this call in
+        its autocast): it is part of the on-disk cache key, so a bf16 cache never serves a float32 run.
         """
         head = head if head is not None else model.head
-        cache = cls._build(model, head, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary)
+        cache = cls._build(model, head, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary,
+                           precision)
         cache.boundary = boundary
         return cache
 
     @classmethod
-    def _build(cls, model, head, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary):
+    def _build(cls, model, head, rows, batch_size, device, dtype, progress, directory, max_memory_mb, boundary,
+               precision):
         if dtype not in DTYPES:
             raise ValueError(f"cache dtype {dtype!r} is not one of {sorted(DTYPES)}")
         encoder = model.encoder
@@ -75,7 +80,8 @@ class FeatureCache:
         encoded = _encode_rows(model.encoder, head, rows, batch_size, device, progress, boundary, pooling)
         if directory is None or estimated_mb <= max_memory_mb:
             return cls._in_memory(encoded, len(rows), width, dtype)
-        path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}-pooling{pooling}")
+        path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}-pooling{pooling}"
+                                                  + (f"-{precision}" if precision != "no" else ""))
         if not (path / "index.json").is_file():
             _write_to_disk(path, encoded, len(rows), width, dtype)
             return cls.load(path, reused=False)

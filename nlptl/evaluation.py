@@ -1,6 +1,7 @@
 """Evaluation: metrics of a model's head on a dataset, on one process or many, in row order."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
+from .devices import cpu_has_native_bf16
 from .encoders.base import ModelInput
 from .model import TransferModel
 from .sources import collate_for
@@ -25,6 +27,10 @@ def build_accelerator(cfg: TrainConfig):
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
     if cfg.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' (applied through autocast) or 'no'")
+    if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("mixed_precision='bf16' on a CPU without avx512_bf16 or amx_bf16: bf16 matmuls are emulated "
+                      "there and run slower than float32; pass mixed_precision='no' for speed", UserWarning,
+                      stacklevel=3)
     return accelerator
 
 

@@ -117,9 +117,11 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     if cache_mode:
         def build(rows, head):
             directory = out / "feature_cache" if out is not None else None
-            return FeatureCache.build(model, rows, cfg.eval_batch_size or cfg.batch_size, accelerator.device,
-                                      cfg.cache_dtype, cfg.progress and accelerator.is_local_main_process, directory,
-                                      cfg.cache_max_memory_mb, boundary, head=model.get_head(head))
+            with accelerator.autocast():  # the frozen part runs at the run's precision, as in training
+                return FeatureCache.build(model, rows, cfg.eval_batch_size or cfg.batch_size, accelerator.device,
+                                          cfg.cache_dtype, cfg.progress and accelerator.is_local_main_process,
+                                          directory, cfg.cache_max_memory_mb, boundary, head=model.get_head(head),
+                                          precision=accelerator.mixed_precision)
         for source in sources:
             caches[source.name] = build(source.rows, source.head)
             source.collate = collate_for(model, source.head, caches[source.name])

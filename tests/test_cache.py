@@ -129,6 +129,10 @@ def test_disk_cache_matches_memory_and_is_reused_only_while_nothing_changed(tmp_
     assert [r["reused"] for r in cache_records(run)] == [False, False]
     assert len(list((run / "feature_cache").iterdir())) == 6  # 3 versions x (train, eval)
 
+    fit(run, mixed_precision="bf16")  # features encoded under bf16 autocast are another cache, not the float32 one
+    assert [r["reused"] for r in cache_records(run)] == [False, False]
+    assert len(list((run / "feature_cache").iterdir())) == 8
+
     torch.manual_seed(1)  # a head that pools differently stores other vectors: a new cache as well
     fit_cached(nlptl.TransferModel(encoder, ClassificationHead(2, pooling="max"), labels=["negative", "positive"]),
                train, evaluation, run)

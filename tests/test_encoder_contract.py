@@ -85,6 +85,16 @@ class TestEncoderContract:
         assert encoded.shape == (len(inputs), encoder.num_features)
         np.testing.assert_allclose(encoded, manual, atol=1e-5, rtol=1e-4)
 
+    def test_encode_in_bf16_is_close_to_float32_and_returns_float32(self, built):
+        _, encoder, inputs = built
+        full = encoder.encode(inputs, batch_size=2)
+        half = encoder.encode(inputs, batch_size=2, mixed_precision="bf16")
+        assert half.dtype == np.float32 and half.shape == full.shape
+        cosine = (full * half).sum(1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(half, axis=1) + 1e-12)
+        assert cosine.min() > 0.99, cosine
+        with pytest.raises(ValueError, match="mixed_precision"):
+            encoder.encode(inputs, mixed_precision="fp8")
+
     def test_save_and_load_give_the_same_output(self, built, tmp_path):
         _, encoder, inputs = built
         encoder.save_pretrained(tmp_path / "saved")

@@ -205,12 +205,16 @@ class Encoder(nn.Module, ABC):
         batch_size: int | None = None,
         pooling: str = "mean",
         show_progress: bool = False,
+        mixed_precision: str = "no",
     ) -> np.ndarray:
-        """Pooled features for feature extraction: numpy (N, D) in input order.
+        """Pooled features for feature extraction: numpy (N, D) float32 in input order.
 
         Texts are tokenized once, up front and only as far as ``max_length`` reaches, then encoded
         in order of token count (longest first) so each batch pads little; the result is put back
         into the caller's order. ``batch_size`` defaults to the encoder's ``encode_batch_size``.
+        ``mixed_precision="bf16"`` runs the encoder under bf16 autocast (on a GPU, or a CPU with
+        native bf16: see ``nlptl.devices.cpu_has_native_bf16``); features agree with float32 to a
+        cosine of about 0.9999.
         """
         if self.modality == "text":
             inputs = check_texts(inputs)
@@ -223,6 +227,8 @@ class Encoder(nn.Module, ABC):
         batch_size = self.encode_batch_size if batch_size is None else batch_size
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}; pass a positive int")
+        if mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision={mixed_precision!r}: encode takes 'no' or 'bf16'")
         was_training = self.training
         self.eval()
         order, make_batch = self._encode_plan(inputs)
@@ -232,11 +238,13 @@ class Encoder(nn.Module, ABC):
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="encode", unit="batch")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
         try:
-            for start in starts:
-                idx = order[start : start + batch_size]
-                batch = {k: v.to(self.device) for k, v in make_batch(idx).items()}
-                out[idx] = pool(self(batch), pooling).float().cpu().numpy()
+            with autocast:
+                for start in starts:
+                    idx = order[start : start + batch_size]
+                    batch = {k: v.to(self.device) for k, v in make_batch(idx).items()}
+                    out[idx] = pool(self(batch), pooling).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out
