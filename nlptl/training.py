@@ -241,6 +241,14 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     if eval_loaders:
         best = [h for h in state["history"] if h["epoch"] == state["best_epoch"]] if best_weights else []
         metrics = {k: v for k, v in (best or state["history"][-1:])[0].items() if k not in ("epoch", "trainable_groups")}
+    trainee.eval()
+    before_finish = None  # the objective's last word (a refitted head) changes the metrics, not the epoch history
+    if objective.finish(model, {s.name: (s.head, s.rows) for s in sources if s.labelled}) and eval_loaders:
+        before_finish, metrics = metrics, {k: v for k, v in metrics.items() if k == "train_loss"}
+        for name, loader in eval_loaders.items():
+            found = evaluate_rows(model, loader, eval_rows[name], eval_sets[name], accelerator, eval_heads[name])
+            metrics.update({(f"{name}/{k}" if name is not None else k): v for k, v in found.items()})
+        log.write({"type": "eval", "stage": "finish", **metrics})
     accelerator.wait_for_everyone()
     trainable, total = count_parameters(model)
     applied = {**training_fields(cfg), "learning_rate": encoder_lr, "head_learning_rate": head_lr,
@@ -248,13 +256,13 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     model.training_info = {k: applied[k] for k in ("strategy", "top_k", "epochs", "learning_rate", "head_learning_rate",
                                                    "discriminative_decay", "seed", "columns", "mixed_precision")}
     model.training_info["objective"] = {"name": type(objective).__name__, **objective.config()}
-    trainee.eval()
     result = FitResult(metrics=metrics, history=state["history"], output_dir=cfg.output_dir,
                        train_seconds=time.perf_counter() - started, trainable_parameters=trainable,
                        total_parameters=total, stopped_early=stopped_early,
                        extra={"config": applied, "objective": model.training_info["objective"],
                               "sources": {s.name: {"rows": len(s.rows), "head": s.head, "labelled": s.labelled}
-                                          for s in sources}, "task_sampling": mode})
+                                          for s in sources}, "task_sampling": mode,
+                              **({"metrics_before_finish": before_finish} if before_finish is not None else {})})
     if out is not None and accelerator.is_main_process:
         model.save_pretrained(out / "model")
         (out / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))

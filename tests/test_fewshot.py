@@ -79,6 +79,35 @@ def test_contrastive_pairs_trains_through_fit_and_its_loss_falls(encoder, tmp_pa
     assert result.metrics["accuracy"] >= 0.9
 
 
+def test_the_head_is_refitted_by_logistic_regression_on_the_tuned_features(encoder):
+    from sklearn.linear_model import LogisticRegression
+
+    from nlptl.fewshot.contrastive import pooled_features
+
+    model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=["negative", "positive"])
+    data = table(5)
+    result = nlptl.fit(model, data, data, objective=ContrastivePairs(pairs_per_example=4, refit_c=0.5), epochs=2,
+                       batch_size=10, learning_rate=1e-3, progress=False)
+    assert set(result.extra["metrics_before_finish"]) == set(result.metrics)  # scored again after the refit
+    rows = model.head.prepare(encoder, data, train=False)
+    features, labels = pooled_features(model, model.default_head, rows)
+    expected = LogisticRegression(C=0.5, max_iter=1000).fit(features, labels).decision_function(features)
+    model.eval()
+    with torch.no_grad():
+        logits = model.head.classifier(torch.from_numpy(features)).numpy()  # (N, 2)
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], expected, rtol=1e-4, atol=1e-4)
+    assert result.extra["objective"]["refit_c"] == 0.5
+
+
+def test_refit_head_true_refuses_a_head_it_cannot_refit(encoder):
+    model = nlptl.TransferModel(encoder, ClassificationHead(2, hidden_size=8), labels=["negative", "positive"])
+    with pytest.raises(ValueError, match="refit_head=True needs a single-label ClassificationHead"):
+        nlptl.fit(model, table(5), objective=ContrastivePairs(pairs_per_example=4, refit_head=True), epochs=1,
+                  batch_size=10, progress=False)
+    with pytest.raises(ValueError, match="refit_c"):
+        ContrastivePairs(refit_c=0)
+
+
 def test_contrastive_pairs_refuses_too_few_pairs_per_example():
     with pytest.raises(ValueError, match="pairs_per_example=1"):
         ContrastivePairs(pairs_per_example=1)

@@ -62,6 +62,15 @@ class Objective(nn.Module):
         """Scalar loss for this step, or ``(loss, {"name": float})`` with extra values to log."""
         raise NotImplementedError(f"{type(self).__name__} must implement loss(model, batches, step)")
 
+    def finish(self, model: nn.Module, sources: Mapping[str, tuple[str, list[dict[str, Any]]]]) -> bool:
+        """Called once by ``fit`` after the last epoch (and after the best epoch's weights are back).
+
+        ``sources`` maps each labelled source to ``(head name, prepared rows)``. Return True when
+        this changed the model (SetFit-style head refitting does): ``fit`` then evaluates again and
+        reports those metrics. The default does nothing.
+        """
+        return False
+
     def config(self) -> dict[str, Any]:
         """JSON-serialisable settings, recorded in the run's metrics and model training info."""
         return {}
