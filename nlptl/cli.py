@@ -45,7 +45,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--baseline", choices=[b for b in BASELINES if b], help="train a baseline instead")
     model.add_argument("--adaptation", choices=ADAPTATIONS,
                        help="domain adaptation to --unlabeled-file: dann, coral, mmd, or importance/kmm weights")
-    model.add_argument("--method", choices=["contrastive"], help="few-shot: contrastive pairs, then the head")
+    model.add_argument("--method", choices=["contrastive"],
+                       help="few-shot: contrastive pairs, then the head refitted by logistic regression; its "
+                            "defaults are --epochs 8 --learning-rate 1e-4 --head-learning-rate 1e-2")
     add_training_arguments(parser.add_argument_group("training (nlptl.TrainConfig)"))
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--overwrite", action="store_true",
@@ -69,6 +71,10 @@ def add_training_arguments(group) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     known = {f.name for f in fields(RunConfig)}
     values = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    if values.get("method") == "contrastive":  # a few steps on a few rows: settings for that, unless given
+        from .fewshot.contrastive import FEW_SHOT_DEFAULTS
+
+        values = {**FEW_SHOT_DEFAULTS, **values}
     if args.domain:
         values["dataset_options"] = {"domain": args.domain}
     if args.max_length:

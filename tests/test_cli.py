@@ -380,6 +380,9 @@ def test_train_with_adaptation_or_few_shot_flags(tmp_path, flags):
         assert config["applied"]["weight_column"] == "importance_weight"
     else:
         assert metrics["extra"]["objective"]["name"] == "ContrastivePairs" and metrics["train_size"] == 8
+        # the few-shot defaults fill what the command left out; --epochs 2, given, is kept
+        assert (config["applied"]["epochs"], config["applied"]["learning_rate"]) == (2, 1e-4)
+        assert config["applied"]["head_learning_rate"] == 1e-2
 
 
 def test_adaptation_without_an_unlabeled_file_is_one_line_error(tmp_path):

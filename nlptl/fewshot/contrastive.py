@@ -64,6 +64,11 @@ def sample_pairs(labels: torch.Tensor, pairs_per_example: int, max_pairs: int | 
     return left_t, right_t, target_t
 
 
+# Training settings that suit a few contrastive steps on a handful of rows (the CLI's defaults for
+# --method contrastive; recipes/few_shot.py explains how they were chosen on held-out training rows).
+FEW_SHOT_DEFAULTS = {"epochs": 8, "learning_rate": 1e-4, "head_learning_rate": 1e-2}
+
+
 class ContrastivePairs(Objective):
     """Cosine-similarity pair loss on the pooled features plus the head's cross-entropy, per step.
 
