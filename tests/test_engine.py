@@ -155,12 +155,11 @@ def test_sampling_all_gives_every_source_to_every_step(tmp_path):
 
 
 def test_zero_weights_on_flipped_labels_still_train_to_high_accuracy(tmp_path):
-    rng = np.random.default_rng(0)
+    flipped = np.random.default_rng(0).permutation(40)[:16]  # the same 40% of rows in both runs
     results = {}
     for weighted in (True, False):
         model = make_model("glove", tmp_path)
         clean = separable_task(model.encoder, n=40)
-        flipped = rng.permutation(40)[:16] if weighted or "flipped" not in locals() else flipped  # 40% of rows
         labels = list(clean["label"])
         for i in flipped:
             labels[i] = "negative" if labels[i] == "positive" else "positive"
