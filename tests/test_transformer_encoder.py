@@ -208,6 +208,19 @@ def test_max_length_follows_the_model_and_can_be_lowered(tiny):
         encoder.collate([encoder.build_inputs(encoder.tokenize(["good " * 100])[0])])
 
 
+def test_a_sentence_transformers_folder_truncates_at_its_max_seq_length(tiny, tmp_path):
+    import shutil
+
+    _, directory = tiny("bert")
+    folder = tmp_path / "st-model"
+    shutil.copytree(directory, folder)
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 24, "do_lower_case": false}')
+    assert nlptl.load_encoder(folder).max_length == 24  # where sentence-transformers itself truncates
+    assert nlptl.load_encoder(folder, max_length=40).max_length == 40  # an explicit length still wins
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 4096}')
+    assert nlptl.load_encoder(folder).max_length == 64  # above the model's limit: the model's limit
+
+
 def test_made_up_hub_id_offline_fails_fast_with_a_clear_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import socket
@@ -158,7 +159,11 @@ class TransformerEncoder(TextEncoder):
         model, _ = load_hf_model(AutoModel, location, config=config, local_files_only=offline, dtype=torch.float32,
                                  trust_remote_code=trust_remote_code, **extra)
         _check_vocabulary(location, model, tokenizer)
-        return cls(model, tokenizer, **options)
+        encoder = cls(model, tokenizer, **options)
+        trained_at = _sentence_transformers_max_length(location)
+        if options.get("max_length") is None and trained_at is not None and trained_at < encoder.max_length:
+            encoder.max_length = trained_at  # a sentence-transformers folder: truncate where it does
+        return encoder
 
     def config(self) -> dict[str, Any]:
         return {"hidden_states": self.hidden_states, "num_layers": self.num_layers,
@@ -423,6 +428,22 @@ class TransformerEncoder(TextEncoder):
             raise ValueError(f"max_length={override!r} must be an int between {needed} and "
                              f"{limit if limit is not None else 'any size'} (the model's position limit)")
         return override
+
+
+def _sentence_transformers_max_length(location: str) -> int | None:
+    """``max_seq_length`` of a local sentence-transformers folder (256 for all-MiniLM-L6-v2), else None.
+
+    sentence-transformers truncates there, so embeddings and speed match what its users get; only
+    a value below the model's own limit is used (``max_length=`` overrides either).
+    """
+    path = Path(location) / "sentence_bert_config.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 8 else None
 
 
 def check_attn_implementation(value: Any, source: str | os.PathLike | None = None) -> None:
