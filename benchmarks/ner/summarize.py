@@ -12,6 +12,8 @@ def main() -> None:
     table = []
     for path in sorted((HERE / "results").glob("*.json")):
         r = json.loads(path.read_text())
+        if "config" not in r:  # a CLI run's record (cli-*.json), not a run.py preset: reported on its own
+            continue
         m = r["metrics"]
         table.append({"run": path.stem, "config": r["config"], "train_sentences": r["train_sentences"],
                       "dev_sentences": r["dev_sentences"], "f1": m.get("f1"), "viterbi_f1": m.get("viterbi_f1"),
