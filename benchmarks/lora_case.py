@@ -19,17 +19,14 @@ RSS 0.84x): full fine-tuning scored 0.732 there.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-
-from harness import (BATCH_SIZE, DEFAULT_DATA_DIR, LEARNING_RATES, SUITES, CaseSize, Context, base_record,  # noqa: E402
-                     judge, load_data, measure, quiet_stdout, run_fresh_process, silence_libraries)
+from harness import (BATCH_SIZE, LEARNING_RATES, CaseSize, Context, base_record, judge, measure,  # noqa: E402
+                     quiet_stdout, run_fresh_process)
 
 # Sizes per suite, kept here rather than in harness.SUITES: (training sentences, epochs), the same on both sides.
 SIZES = {"smoke": CaseSize(64, 1), "quick": CaseSize(1_000, 1), "full": CaseSize(4_000, 1)}
@@ -87,29 +84,16 @@ def case_lora(ctx: Context) -> dict:
 
 
 def main() -> None:
-    from memory_child import max_rss_bytes, vm_hwm_bytes
+    from memory_child import child_arguments, child_context, max_rss_bytes, vm_hwm_bytes
     from training_cases import build_nlptl_model, nlptl_accuracy
 
-    parser = argparse.ArgumentParser(description="One side of case lora in this process; prints one JSON line.")
-    parser.add_argument("--strategy", required=True, choices=["lora", "full"])
-    parser.add_argument("--n", type=int, required=True)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--mixed-precision", default="no")
-    parser.add_argument("--n-eval", type=int, default=None, help="validation sentences to score (default: all)")
+    parser = child_arguments("One side of case lora in this process; prints one JSON line.", ["lora", "full"])
     parser.add_argument("--lora-top-k", type=int, help="override: adapters on the top k layer groups only")
     parser.add_argument("--lora-targets", help="override: comma-separated linears to adapt")
     parser.add_argument("--lora-rank", type=int, help="override: rank")
     parser.add_argument("--lora-lr", type=float, help="override: the adapters' learning rate")
     args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    silence_libraries()
-    ctx = Context(SUITES["full"], load_data(args.data_dir, args.n_eval), args.data_dir, args.device,
-                  args.mixed_precision, args.threads, args.seed)
+    ctx = child_context(args)
     with quiet_stdout():
         import accelerate  # noqa: F401  (fit imports them: load them before the baseline, like the model)
         import peft  # noqa: F401

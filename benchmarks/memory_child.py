@@ -35,9 +35,10 @@ def vm_hwm_bytes() -> int | None:
         return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategy", required=True, choices=["feature_extraction", "full"])
+def child_arguments(description: str, strategies: list[str]) -> argparse.ArgumentParser:
+    """The flags every fresh-process fit child takes (this one and lora_case.py's)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--strategy", required=True, choices=strategies)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -46,12 +47,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--mixed-precision", default="no")
     parser.add_argument("--n-eval", type=int, default=None, help="validation sentences to score (default: all)")
-    args = parser.parse_args()
+    return parser
 
+
+def child_context(args: argparse.Namespace) -> Context:
+    """Threads set, libraries quiet, data loaded: the context a child's fit runs in."""
     torch.set_num_threads(args.threads)
     silence_libraries()
-    ctx = Context(SUITES["full"], load_data(args.data_dir, args.n_eval), args.data_dir, args.device,
-                  args.mixed_precision, args.threads, args.seed)
+    return Context(SUITES["full"], load_data(args.data_dir, args.n_eval), args.data_dir, args.device,
+                   args.mixed_precision, args.threads, args.seed)
+
+
+def main() -> None:
+    args = child_arguments(__doc__.splitlines()[0], ["feature_extraction", "full"]).parse_args()
+    ctx = child_context(args)
     with quiet_stdout():
         import accelerate  # noqa: F401  (fit imports it: load it before the baseline like the model)
 
