@@ -8,7 +8,9 @@ the freeze line; 8 epochs, encoder rate 1e-4, head 1e-2, batch 32, 20 pairs per 
 chosen on SST-2 at 8 shots with seeds 10 and 11 scored on 1,000 held-out *training* rows, never
 on the evaluation split: the whole encoder for 6 epochs at 5e-5 scored 0.630, 20 at 5e-5 0.644,
 8 at 1e-4 with the refitted head 0.643; embeddings frozen, 8 at 1e-4: 0.647 in 0.87x the CPU
-time; SetFit 0.640 there.
+time; SetFit 0.640 there (``benchmarks/few_shot/tune_on_training_rows.py`` reruns these; the
+6- and 20-epoch figures predate the head refit, which is now always on for a linear head, so a
+rerun of those configs includes it).
 
 For each seed, ``nlptl.fewshot.sample_shots`` draws k training examples per class, and every system
 trains on exactly those rows and is scored on the same evaluation rows:
