@@ -159,8 +159,15 @@ def cmd_datasets(args) -> None:
         print(f"{name:15s} {description}")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse whose usage errors are the one ``nlptl: error:`` line every other failure prints (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"nlptl: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nlptl", description="Transfer learning for NLP: train, evaluate, compare.")
+    parser = OneLineErrors(prog="nlptl", description="Transfer learning for NLP: train, evaluate, compare.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one run and write its run directory")
     add_run_arguments(train)

@@ -172,6 +172,12 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def require_int(name: str, value: Any, low: int, note: str = "") -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is an integer (not a bool, not 2.5) >= ``low``."""
+    if not _int(value) or value < low:
+        raise ValueError(f"{name}={value!r}: expected an integer >= {low}{note}")
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .cache import cached_output
+from .config import require_int
 from .encoders import Encoder, load_encoder
 from .heads import Head, head_class
 from .lora import ADAPTER_DIRECTORY
@@ -263,8 +264,7 @@ class _eval_mode:
 
 def _check_inputs(inputs: Any, name: str, batch_size: Any) -> list:
     """A list of inputs: one string is refused (it would be predicted character by character)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
+    require_int("batch_size", batch_size, 1)
     if inputs is None:
         raise TypeError(f"{name} is None; pass a list of texts, e.g. ['what a film']")
     if isinstance(inputs, (str, bytes)):

@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -579,3 +580,183 @@ def test_tokenizer_file_that_is_not_json(bert_dir, tmp_path):
     (directory / "tokenizer.json").write_text('{"version": "1.0", "model": ')
     with Unchanged(tmp_path), pytest.raises(ValueError, match=r"tokenizer\.json.*not valid JSON"):
         nlptl.load_encoder(directory)
+
+
+# ----- heads, fit, predict / answer / tag, and the command line ----------------------------------------
+
+WORDS = ["the cat sat", "the mat", "cat sat on the mat", "the cat"]
+
+
+def tiny_model() -> nlptl.TransferModel:
+    from nlptl.heads import ClassificationHead
+
+    return nlptl.TransferModel(static_encoder(), ClassificationHead(2), labels=["no", "yes"])
+
+
+def token_head(**options):
+    from nlptl.heads import head_class
+
+    return head_class("token-classification")(**options)
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda h: h.ClassificationHead(2.5), ValueError, r"num_labels=2\.5: expected an integer >= 2"),
+    (lambda h: h.ClassificationHead("2"), ValueError, r"num_labels='2': expected an integer"),
+    (lambda h: h.ClassificationHead(True), ValueError, r"num_labels=True: expected an integer"),
+    (lambda h: h.ClassificationHead(1), ValueError, r"num_labels=1.*at least 2 labels"),
+    (lambda h: h.ClassificationHead(2, pooling="maximum"), ValueError, r"unknown pooling 'maximum'; choose one of"),
+    (lambda h: h.ExtractiveQAHead(n_best=0), ValueError, r"n_best=0: expected an integer >= 1"),
+    (lambda h: h.ExtractiveQAHead(stride=1.5), ValueError, r"stride=1\.5: expected an integer >= 0"),
+    (lambda h: token_head(num_labels=2.5), ValueError, r"num_labels=2\.5: expected an integer >= 2"),
+    (lambda h: token_head(), ValueError, r"give labels=\[tag names\]"),
+    (lambda h: token_head(labels="O B-PER"), ValueError, r"labels='O B-PER': expected a list of at least 2 tag"),
+    (lambda h: token_head(labels=["O", "B-PER"], num_labels=3), ValueError, r"labels has 2 names but num_labels=3"),
+    (lambda h: nlptl.TransferModel("glove", h.ClassificationHead(2)), TypeError, r"encoder must be an nlptl Encoder"),
+    (lambda h: nlptl.TransferModel(static_encoder(), h.ClassificationHead(2), heads={"a": h.ClassificationHead(2)}),
+     TypeError, r"exactly one of head= .* or heads="),
+    (lambda h: nlptl.TransferModel(static_encoder(), heads={"a/b": h.ClassificationHead(2)}), ValueError,
+     r"head name 'a/b'"),
+])
+def test_bad_head_or_model_arguments(build, error, match):
+    import nlptl.heads as heads
+
+    with pytest.raises(error, match=match):
+        build(heads)
+
+
+@pytest.mark.parametrize("data, options, error, match", [
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"epochs": 0}, ValueError, r"epochs=0: expected an integer >= 1"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"gradient_accumulation_steps": 0}, ValueError,
+     r"gradient_accumulation_steps=0"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"learning_rate": float("nan")}, ValueError, r"learning_rate=nan"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"warmup_ratio": -0.1}, ValueError, r"warmup_ratio=-0\.1"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"max_grad_norm": 0}, ValueError, r"max_grad_norm=0"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"weight_decay": -1.0}, ValueError, r"weight_decay=-1\.0"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"lr": 1e-3}, TypeError, r"'lr' \(did you mean 'learning_rate'"),
+    ({"text": WORDS, "label": ["no", "yes"] * 2}, {"resume": True}, FileNotFoundError, r"no complete checkpoint"),
+    ({"text": WORDS, "label": ["yes"] * 4}, {}, ValueError, r"only the class 'yes'.*at least two classes"),
+    ({"text": ["", " ", "", ""], "label": ["no", "yes"] * 2}, {}, ValueError, r"every text in train_data column 'text' is empty"),
+    ({"text": WORDS, "label": [0.0, 1.0, 0.0, 1.0]}, {}, ValueError, r"label 0.0 in column 'label' is a float.*integer 0"),
+    ({"text": WORDS, "label": [True, False, True, False]}, {}, ValueError, r"label True .* is a bool"),
+    ({"words": WORDS, "label": ["no", "yes"] * 2}, {}, ValueError, r"'text'"),
+])
+def test_bad_fit_arguments_write_nothing(tmp_path, data, options, error, match):
+    model, run = tiny_model(), tmp_path / "run"
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    with Unchanged(tmp_path), pytest.raises(error, match=match):
+        nlptl.fit(model, data, output_dir=run, **options)
+    assert not run.exists()
+    # the encoder is untouched (an untrained head may be initialised under fit's seed, as fit always does)
+    assert all(torch.equal(before[k], v) for k, v in model.encoder.state_dict().items()), "a refused fit trained"
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.predict("the cat sat"), TypeError, r"inputs is one string; pass a list of texts"),
+    (lambda m: m.predict(None), TypeError, r"inputs is None"),
+    (lambda m: m.predict(5), TypeError, r"inputs is a int; pass a list"),
+    (lambda m: m.predict(["the cat"], batch_size=0), ValueError, r"batch_size=0: expected an integer >= 1"),
+    (lambda m: m.predict(["the cat"], batch_size=-3), ValueError, r"batch_size=-3"),
+    (lambda m: m.predict(["the cat"], batch_size=True), ValueError, r"batch_size=True"),
+    (lambda m: m.predict(["the cat"], head="ner"), (KeyError, ValueError), r"'ner'"),
+    (lambda m: m.answer(["who sat?"], ["the cat sat"]), TypeError, r"answer\(\) is for extractive QA; head 'default'"),
+    (lambda m: m.tag(["the cat sat"]), TypeError, r"tag\(\) is for token classification"),
+])
+def test_bad_predict_calls(tmp_path, call, error, match):
+    model = tiny_model()
+    with Unchanged(tmp_path), pytest.raises(error, match=match):
+        call(model)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.answer("who sat?", ["the cat sat"]), TypeError, r"questions is one string; pass a list"),
+    (lambda m: m.answer(None, ["the cat sat"]), TypeError, r"questions is None"),
+    (lambda m: m.answer(["who sat?"], ["the cat sat"], batch_size=0), ValueError, r"batch_size=0"),
+    (lambda m: m.answer(["who sat?", "where?"], ["the cat sat"]), ValueError, r"contexts"),
+])
+def test_bad_answer_calls(bert_dir, tmp_path, call, error, match):
+    from nlptl.heads import ExtractiveQAHead
+
+    model = nlptl.TransferModel(nlptl.load_encoder(bert_dir), ExtractiveQAHead())
+    with Unchanged(tmp_path), pytest.raises(error, match=match):
+        call(model)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.tag("the cat sat"), TypeError, r"texts is one string; pass a list"),
+    (lambda m: m.tag(None), TypeError, r"texts is None"),
+    (lambda m: m.tag(["the cat sat"], batch_size=0), ValueError, r"batch_size=0"),
+])
+def test_bad_tag_calls(tmp_path, call, error, match):
+    model = nlptl.TransferModel(static_encoder(), token_head(labels=["O", "B-ANIMAL", "I-ANIMAL"]))
+    with Unchanged(tmp_path), pytest.raises(error, match=match):
+        call(model)
+
+
+def cli_error(argv: list[str]) -> str:
+    """Run ``nlptl argv`` in-process; assert it failed with exactly one ``nlptl: error:`` line; return it."""
+    import contextlib
+    import io
+
+    from nlptl.cli import main
+    from tests.test_cli import assert_one_line_error
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exit:  # argparse refused a flag's value before any command ran
+            code = exit.code
+    return assert_one_line_error(code, stderr.getvalue())
+
+
+@pytest.fixture
+def train_files(tmp_path) -> list[str]:
+    from tests.test_cli import sentiment_rows, write_tsv
+    from tests.tiny.static import write_glove
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train = write_tsv(data / "train.tsv", sentiment_rows(8))
+    return ["train", "--train-file", str(train), "--eval-file", str(train), "--text-column", "review",
+            "--encoder", str(write_glove(data)), "--encoder-kind", "glove", "--epochs", "1", "--batch-size", "4"]
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--epochs", "0"], r"epochs"),
+    (["--gradient-accumulation-steps", "0"], r"gradient.accumulation.steps"),
+    (["--learning-rate", "nan"], r"learning.rate"),
+    (["--learning-rate=-1e-3"], r"learning.rate"),
+    (["--warmup-ratio", "2"], r"warmup.ratio"),
+    (["--batch-size", "0"], r"batch.size"),
+    (["--max-grad-norm", "0"], r"max.grad.norm"),
+    (["--strategy", "freeze_all"], r"strategy"),
+    (["--mixed-precision", "fp16"], r"fp16"),
+    (["--label-column", "stars"], r"'stars'"),
+])
+def test_bad_train_flags_are_one_line_errors_that_write_nothing(tmp_path, train_files, flags, match):
+    run = tmp_path / "run"
+    with Unchanged(tmp_path):
+        line = cli_error([*train_files, "--output-dir", str(run), *flags])
+    assert re.search(match, line), line
+    assert not run.exists()
+
+
+def test_missing_train_file_is_a_one_line_error(tmp_path, train_files):
+    argv = [*train_files, "--output-dir", str(tmp_path / "run")]
+    argv[argv.index("--train-file") + 1] = str(tmp_path / "nope.tsv")
+    with Unchanged(tmp_path):
+        line = cli_error(argv)
+    assert "nope.tsv" in line and not (tmp_path / "run").exists()
+
+
+def test_failing_rerun_into_a_finished_run_leaves_it_byte_for_byte(tmp_path, train_files):
+    from tests.test_cli import cli
+
+    run = tmp_path / "run"
+    code, _, stderr = cli([*train_files, "--output-dir", str(run)])
+    assert code == 0, stderr
+    assert {"config.json", "metrics.json", "model"} <= {p.name for p in run.iterdir()}
+    with Unchanged(tmp_path):
+        cli_error([*train_files, "--output-dir", str(run)])                       # a fresh run: refused
+        cli_error([*train_files, "--output-dir", str(run), "--epochs", "0"])      # bad value: refused first
+        cli_error(["predict", str(run), "--text", "the cat", "--batch-size", "0"])  # predict: bad batch size

@@ -170,7 +170,7 @@ def test_bad_training_input_names_the_field(tiny_model, data, options, message):
 
 def test_resume_without_a_checkpoint_says_so(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no complete checkpoint"):
-        nlptl.fit(tiny_model, {"text": ["the cat"], "label": ["positive"]}, resume=True,
+        nlptl.fit(tiny_model, {"text": ["the cat", "the dog"], "label": ["positive", "negative"]}, resume=True,
                   output_dir=str(tmp_path / "empty"), progress=False)
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import require_int
+from ..data.checks import check_label_value, check_training_labels, check_training_texts
 from ..encoders.base import Encoder, EncoderOutput, pool
 from .base import Head
 from .data import as_dataset, require_columns
@@ -42,8 +44,8 @@ class ClassificationHead(Head):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-        if num_labels < 1 or (num_labels < 2 and not multi_label):
-            raise ValueError(f"num_labels={num_labels}: single-label classification needs at least 2 labels")
+        require_int("num_labels", num_labels, 1 if multi_label else 2,
+                    "" if multi_label else " (single-label classification needs at least 2 labels)")
         self.num_labels, self.pooling, self.multi_label = num_labels, pooling, multi_label
         self.dropout_p, self.hidden_size = dropout, hidden_size
         self.labels: list[str] | None = None  # names, set by TransferModel
@@ -114,6 +116,10 @@ class ClassificationHead(Head):
             names = label_names(dataset, label_column)  # once: reading dataset.features per row cost 0.1 ms each
             for row, value in zip(rows, dataset[label_column]):
                 row["label"] = self._label_id(value, row["row_index"], label_column, names)
+        if train and encoder.modality == "text":
+            check_training_texts(dataset[text_column], f"train_data column {text_column!r}")
+        if train and labelled and not self.multi_label:  # one class trains a constant predictor
+            check_training_labels([self.labels[r["label"]] if self.labels else r["label"] for r in rows], "train_data")
         return rows
 
     @staticmethod
@@ -137,6 +143,7 @@ class ClassificationHead(Head):
         return self._single_label_id(value, row, column, names)
 
     def _single_label_id(self, value: Any, row: int, column: str, names: list[str] | None) -> int:
+        check_label_value(value, f"row {row}", column)  # 1.0 or True is not a class id
         if names is not None and self.labels is not None and isinstance(value, (int, np.integer)):
             value = names[int(value)]  # a ClassLabel id -> its name, matched against the model's names
         if self.labels is not None and isinstance(value, str):

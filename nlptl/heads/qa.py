@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import require_int
 from ..encoders.base import Encoder, EncoderOutput, TextEncoder, TokenizedText, check_texts
 from .base import Head
 from .data import as_dataset, require_columns
@@ -53,8 +54,7 @@ class ExtractiveQAHead(Head):
         super().__init__()
         checks = [("max_answer_length", max_answer_length, 1), ("n_best", n_best, 1), ("stride", stride, 0)]
         for name, value, low in checks:
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
+            require_int(name, value, low)
         if max_length is not None and (not isinstance(max_length, int) or max_length < 3):
             raise ValueError(f"max_length={max_length!r}: expected None (the encoder's maximum) or an integer >= 3")
         self.max_answer_length, self.n_best, self.stride = max_answer_length, n_best, stride

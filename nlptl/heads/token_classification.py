@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import require_int
 from ..encoders.base import Encoder, EncoderOutput, TextEncoder, TokenizedText
 from . import token_decoding as td
 from .base import Head
@@ -44,10 +45,13 @@ class TokenClassificationHead(Head):
         super().__init__()
         if labels is None and num_labels is None:
             raise ValueError("give labels=[tag names] (e.g. ['O', 'B-PER', 'I-PER']) or num_labels=")
+        if num_labels is not None:
+            require_int("num_labels", num_labels, 2, " (the tag set, 'O' included)")
+        if labels is not None and (isinstance(labels, str) or len(labels) < 2):
+            raise ValueError(f"labels={labels!r}: expected a list of at least 2 tag names, e.g. ['O', 'B-PER', 'I-PER']")
         if labels is not None and num_labels is not None and len(labels) != num_labels:
             raise ValueError(f"labels has {len(labels)} names but num_labels={num_labels}")
-        if not isinstance(stride, int) or stride < 0:
-            raise ValueError(f"stride={stride!r}: expected an integer >= 0")
+        require_int("stride", stride, 0)
         if max_length is not None and (not isinstance(max_length, int) or max_length < 3):
             raise ValueError(f"max_length={max_length!r}: expected None (the encoder's maximum) or an integer >= 3")
         if lstm_hidden is not None and (not isinstance(lstm_hidden, int) or lstm_hidden < 1):
