@@ -97,13 +97,15 @@ def apply_freezing(model: nn.Module, n_trainable: int) -> list[str]:
 
 
 def default_learning_rates(strategy: str, encoder: nn.Module, learning_rate: float | None,
-                           head_learning_rate: float | None) -> tuple[float, float]:
+                           head_learning_rate: float | None, encoder_rate: float | None = None) -> tuple[float, float]:
     """(encoder rate, head rate) with the defaults filled in to suit the strategy and encoder.
 
     A head alone (feature extraction) trains at 1e-3: the fine-tuning rate 2e-5 left GloVe on
-    SST-2 near chance after 3 epochs. Fine-tuning a transformer uses 5e-5 for its weights and 1e-3
-    for the new head; LoRA adapters 5e-4 (and 1e-3 for the head); trained static vectors use 1e-3 for both. A rate you pass is kept as is:
-    ``learning_rate`` alone also sets the head's unless ``head_learning_rate`` is given, as before.
+    SST-2 near chance after 3 epochs. Fine-tuning a transformer uses 5e-5 for its weights (or the
+    head's ``encoder_rate``: 1e-4 under a token-classification head) and 1e-3 for the new head;
+    LoRA adapters 5e-4 (and 1e-3 for the head); trained static vectors use 1e-3 for both. A rate
+    you pass is kept as is: ``learning_rate`` alone also sets the head's unless
+    ``head_learning_rate`` is given, as before.
     """
     if strategy == "feature_extraction":
         rate = learning_rate if learning_rate is not None else HEAD_LEARNING_RATE
@@ -111,7 +113,7 @@ def default_learning_rates(strategy: str, encoder: nn.Module, learning_rate: flo
     static = getattr(encoder, "kind", None) == "static"
     if learning_rate is None:
         learning_rate = (LORA_LEARNING_RATE if strategy == "lora" else VECTORS_LEARNING_RATE if static
-                         else ENCODER_LEARNING_RATE)
+                         else encoder_rate or ENCODER_LEARNING_RATE)
         return learning_rate, head_learning_rate if head_learning_rate is not None else HEAD_LEARNING_RATE
     return learning_rate, head_learning_rate if head_learning_rate is not None else learning_rate
 

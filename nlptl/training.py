@@ -87,7 +87,9 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     set_seed(cfg.seed)
     model.initialize_fresh_heads()  # under the seed: a head built before fit starts like one built in it
     plan.prepare(model, cfg)  # strategy="lora" adds its adapters here, under the seed (nlptl/lora.py)
-    encoder_lr, head_lr = default_learning_rates(plan.name, model.encoder, cfg.learning_rate, cfg.head_learning_rate)
+    head_rates = {model.get_head(name).encoder_learning_rate for name in heads.values()}  # one head, or all agree
+    encoder_lr, head_lr = default_learning_rates(plan.name, model.encoder, cfg.learning_rate, cfg.head_learning_rate,
+                                                 head_rates.pop() if len(head_rates) == 1 else None)
 
     sources = [prepare_source(model, name, data, heads[name], cfg, objective) for name, data in train_sets.items()]
     eval_rows = {name: model.get_head(eval_heads[name]).prepare(model.encoder, data, train=False, **cfg.columns)

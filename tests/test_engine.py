@@ -302,6 +302,9 @@ def test_strategy_aware_default_learning_rates(tmp_path):
     assert default_learning_rates("top_k", bert, None, None) == (5e-5, 1e-3)
     assert default_learning_rates("full", glove, None, None) == (1e-3, 1e-3)
     assert default_learning_rates("full", bert, 2e-5, None) == (2e-5, 2e-5)  # a given rate is kept
+    assert default_learning_rates("full", bert, None, None, encoder_rate=1e-4) == (1e-4, 1e-3)  # the head's rate
+    assert default_learning_rates("full", bert, 2e-5, None, encoder_rate=1e-4) == (2e-5, 2e-5)
+    assert default_learning_rates("full", glove, None, None, encoder_rate=1e-4) == (1e-3, 1e-3)  # vectors keep theirs
 
 
 def test_feature_extraction_without_a_learning_rate_learns_where_the_old_default_did_not(tmp_path):

@@ -104,6 +104,13 @@ def test_registered_under_its_task_name():
     assert head_class("token-classification") is TokenClassificationHead
 
 
+def test_fine_tuning_without_a_learning_rate_uses_the_heads_encoder_rate(tmp_path):
+    """Per-word tags train a transformer at 1e-4 by default (5e-5 for pooled labels); the head keeps 1e-3."""
+    model = bert_model(tmp_path)
+    result = nlptl.fit(model, bert_task(8), strategy="full", epochs=1, batch_size=8, progress=False)
+    assert (result.extra["config"]["learning_rate"], result.extra["config"]["head_learning_rate"]) == (1e-4, 1e-3)
+
+
 def test_first_piece_alignment_is_exact_on_words_split_into_several_pieces(tmp_path):
     model = bert_model(tmp_path)
     encoder = model.encoder

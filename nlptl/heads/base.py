@@ -40,6 +40,9 @@ class Head(nn.Module, ABC):
     primary_metric: ClassVar[str] = "accuracy"
     report_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     metric_scale: ClassVar[float] = 100.0  # compute_metrics gives fractions; 1.0 when it gives percentages
+    #: the rate for a pretrained transformer's weights under this head when fit is given no learning_rate
+    #: (None: strategies.ENCODER_LEARNING_RATE, 5e-5)
+    encoder_learning_rate: ClassVar[float | None] = None
 
     def __init__(self) -> None:
         super().__init__()
