@@ -124,6 +124,25 @@ def test_trusted_module_class_must_be_an_nn_module_before_it_is_called(tmp_path,
     assert not marker.exists()
 
 
+def test_no_entry_point_runs_the_module_class_of_a_saved_model(tmp_path):
+    """from_pretrained, ``nlptl predict`` and ``nlptl evaluate`` on a run whose encoder names os:system."""
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    tiny_model().save_pretrained(run / "model")
+    evil = module_dir(tmp_path, "os:system", {"command": f"touch {marker}"})
+    shutil.rmtree(run / "model" / "encoder")
+    shutil.copytree(evil, run / "model" / "encoder")
+    data = write(tmp_path / "eval.tsv", "text\tlabel\nthe cat\tyes\nthe mat\tno\n")
+    with Unchanged(tmp_path):
+        with pytest.raises(ValueError, match=r"nlptl_encoder\.json.*'os:system'.*trust_remote_code=True"):
+            nlptl.TransferModel.from_pretrained(run / "model")
+        line = cli_error(["predict", str(run), "--text", "the cat"])
+        assert "'os:system'" in line and "trust" in line, line
+        line = cli_error(["evaluate", str(run), "--eval-file", str(data)])
+        assert "'os:system'" in line, line
+    assert not marker.exists()
+
+
 def test_trusted_module_class_that_is_not_an_import_path(tmp_path):
     directory = module_dir(tmp_path, "no_colon_here", {})
     with Unchanged(tmp_path), pytest.raises(ValueError, match=r"module_class.*'no_colon_here'.*package\.module:Name"):
