@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import nlptl
+import nlptl.hub
 from nlptl.encoders import transformer
 from tests.tiny.transformers import BUILDERS, HF_DIR, SAMPLE_TEXTS
 
@@ -233,7 +234,7 @@ def test_made_up_hub_id_offline_fails_fast_with_a_clear_message(monkeypatch):
 def test_unreachable_hub_counts_as_offline(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(transformer, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(nlptl.hub, "hub_reachable", lambda: False)
     start = time.monotonic()
     with pytest.raises(OSError, match="offline"):
         nlptl.load_encoder("nlptl-made-up/no-such-model")

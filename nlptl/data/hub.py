@@ -5,51 +5,29 @@ offline flag or a 5-second reachability probe turns that into an immediate, expl
 """
 from __future__ import annotations
 
-import os
-import socket
-import threading
 from typing import Callable
-from urllib.parse import urlparse
 
 import datasets
 
-__all__ = ["DatasetUnavailableError", "hub_offline", "load_from_hub", "HUB_MAPPERS"]
+from ..hub import hub_failure, hub_switched_off
 
-TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+__all__ = ["DatasetUnavailableError", "datasets_switched_off", "load_from_hub", "HUB_MAPPERS"]
+
+DATASET_FLAGS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 class DatasetUnavailableError(ConnectionError):
     """A named dataset has no local copy and the hub is offline or unreachable."""
 
 
-def hub_offline() -> bool:
+def datasets_switched_off() -> bool:
     """True when the user switched the hub off (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``)."""
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("HF_DATASETS_OFFLINE", ""))
-    return any(flag.upper() in TRUE_VALUES for flag in flags) or bool(datasets.config.HF_HUB_OFFLINE)
-
-
-def _probe(endpoint: str, timeout: float = 5.0) -> str | None:
-    """None when a TCP connection to the hub opens within ``timeout``, else the reason."""
-    url = urlparse(endpoint)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    outcome: list[str | None] = ["no answer within %.0f s" % timeout]
-
-    def connect() -> None:  # in a thread, because a DNS lookup can block past any socket timeout
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome[0] = None
-        except OSError as err:
-            outcome[0] = f"{type(err).__name__}: {err}"
-
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return outcome[0]
+    return hub_switched_off(DATASET_FLAGS) or bool(datasets.config.HF_HUB_OFFLINE)
 
 
 def load_from_hub(name: str, hub_id: str, hub_config: str | None, how_to_fix: str) -> datasets.DatasetDict:
     """``datasets.load_dataset(hub_id)``, or a DatasetUnavailableError that says how to go offline."""
-    if hub_offline():
+    if datasets_switched_off():
         # Only datasets' own offline switch makes it read the cache without network calls; a flag
         # set after ``import datasets`` is not seen by it, so then there is nothing safe to try.
         reason = "the Hugging Face hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)"
@@ -58,7 +36,7 @@ def load_from_hub(name: str, hub_id: str, hub_config: str | None, how_to_fix: st
     else:
         from huggingface_hub import constants
 
-        failure = _probe(constants.ENDPOINT)
+        failure = hub_failure(constants.ENDPOINT)
         if failure is not None:
             raise DatasetUnavailableError(f"cannot load {name!r}: the Hugging Face hub ({constants.ENDPOINT}) could "
                                           f"not be reached ({failure}); this machine looks offline. {how_to_fix}")

@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from ..hub import hub_offline
 from .base import Encoder, EncoderOutput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -253,7 +254,6 @@ class HFImageEncoder(ImageEncoder):
         """Load model and processor from a hub id or local directory; ``backend='pil'`` needs no torchvision."""
         from transformers import AutoImageProcessor, AutoModel
 
-        from .transformer import _hub_offline  # one rule for "is the hub reachable", answered in seconds
         from .weights import check_config_file, load_hf_model
 
         if backend not in IMAGE_BACKENDS:
@@ -265,7 +265,7 @@ class HFImageEncoder(ImageEncoder):
         else:
             if source.startswith((".", "/", "~")) or source.count("/") > 1:
                 raise FileNotFoundError(f"image model directory {source!r} does not exist")
-            local_files_only = local_files_only or _hub_offline()
+            local_files_only = local_files_only or hub_offline()
         try:
             processor = AutoImageProcessor.from_pretrained(source, backend=backend, local_files_only=local_files_only,
                                                            trust_remote_code=trust_remote_code)

@@ -5,18 +5,16 @@ import inspect
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..hub import hub_offline
 from .base import ENCODE_CHUNK, EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
 from .packed import PackedRows
 
@@ -541,20 +539,6 @@ def _resolve(source: str | os.PathLike) -> tuple[str, bool]:
     if not _HUB_ID.match(text) or text.count("/") > 1:
         raise FileNotFoundError(f"local directory {text!r} does not exist; pass a folder with config.json and "
                                 "tokenizer files, or a hub id such as 'bert-base-uncased'")
-    return text, _hub_offline()
+    return text, hub_offline()
 
 
-def _hub_offline() -> bool:
-    flags = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return any(flag in {"1", "on", "yes", "true"} for flag in flags) or not _hub_reachable()
-
-
-@lru_cache(maxsize=1)
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick TCP connect, so an unreachable hub fails in seconds rather than after minutes of retries."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
