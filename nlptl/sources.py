@@ -178,8 +178,6 @@ def prepare_source(model: "TransferModel", name: str, dataset: Any, head: str, c
     return Source(name, rows, head, labelled, collate_for(model, head), lengths)
 
 
-
-
 def _has_targets(rows: list[dict]) -> bool:
     """Whether prepared rows carry training targets (an unlabelled source's rows hold only inputs)."""
     return any(key not in ("input", "row_index", "example_index", "example_id", "context", "weight")
