@@ -7,7 +7,8 @@ option is written once, here, with its default, its check and its ``--help`` tex
 
 Learning rates left at None get defaults that suit the strategy (``strategies.default_learning_rates``):
 a new head alone learns at 1e-3; fine-tuning a transformer uses 5e-5 for the encoder (or the
-head's ``encoder_learning_rate``: 1e-4 for token classification) and keeps 1e-3 for the head; LoRA adapters use 5e-4 (head 1e-3); trained static vectors use 1e-3 for both.
+head's ``encoder_learning_rate``: 1e-4 for token classification) and keeps 1e-3 for the head;
+LoRA adapters use 5e-4 (head 1e-3); trained static vectors use 1e-3 for both.
 """
 from __future__ import annotations
 
