@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.linalg import null_space
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
@@ -30,21 +31,25 @@ def blobs(n: int, d: int, classes: int, separation: float, seed: int = 0) -> tup
 
 # ----- LogME ------------------------------------------------------------------------------------
 
-def brute_force_logme(features: np.ndarray, labels: np.ndarray) -> float:
+def brute_force_logme(features: np.ndarray, labels: np.ndarray, intercept: bool) -> float:
     """Maximise the evidence log N(y; 0, I/beta + F F^T/alpha) over (log alpha, log beta) numerically.
 
     This is the marginal likelihood written directly as a Gaussian over the N targets, with no SVD
-    and no fixed point: an independent route to the same maximum.
+    and no fixed point: an independent route to the same maximum. With ``intercept`` a flat-prior
+    bias is integrated out by projecting targets and features onto the N - 1 directions orthogonal
+    to the constant vector (no centring in the code under test is reused).
     """
     n = len(labels)
+    basis = null_space(np.ones((1, n))) if intercept else np.eye(n)  # (N, N - 1) or (N, N)
+    features = basis.T @ features
     best = []
     for c in np.unique(labels):
-        target = (labels == c).astype(float)
+        target = basis.T @ (labels == c).astype(float)
 
         def negative_evidence(log_params):
             alpha, beta = np.exp(log_params)
-            cov = np.eye(n) / beta + features @ features.T / alpha
-            return -multivariate_normal(np.zeros(n), cov, allow_singular=False).logpdf(target)
+            cov = np.eye(len(target)) / beta + features @ features.T / alpha
+            return -multivariate_normal(np.zeros(len(target)), cov, allow_singular=False).logpdf(target)
 
         grid = [(a, b) for a in np.linspace(-6, 8, 15) for b in np.linspace(-4, 6, 11)]
         start = min(grid, key=negative_evidence)
@@ -54,13 +59,27 @@ def brute_force_logme(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(best) / n)
 
 
+@pytest.mark.parametrize("intercept", [True, False])
 @pytest.mark.parametrize("n, d, duplicate", [(40, 4, False), (12, 20, False), (40, 5, True)])
-def test_logme_equals_the_maximised_evidence(n, d, duplicate):
+def test_logme_equals_the_maximised_evidence(n, d, duplicate, intercept):
     # N > D; D > N (zero eigenvalues of F^T F); and N > D with a repeated column (rank-deficient F).
     features, labels = blobs(n, d, classes=3, separation=1.0, seed=n)
+    features = features + 2.0  # off-centre, so the intercept has something to do
     if duplicate:
         features[:, -1] = features[:, 0]
-    assert logme(features, labels) == pytest.approx(brute_force_logme(features, labels), abs=1e-5)
+    assert logme(features, labels, intercept=intercept) == pytest.approx(
+        brute_force_logme(features, labels, intercept), abs=1e-5)
+
+
+def test_logme_with_intercept_ignores_the_class_prior_and_a_feature_offset():
+    # Unbalanced labels (80/20): a probe's bias fits the prior for free, so with the intercept the
+    # score neither charges it as noise to centred features nor depends on where the features sit.
+    features, labels = blobs(400, 6, classes=2, separation=0.8)
+    labels = (np.arange(400) % 5 == 0).astype(int)
+    features[labels == 1] += 0.8
+    centred = features - features.mean(0)
+    assert logme(centred, labels) == pytest.approx(logme(centred + 5.0, labels), abs=1e-9)
+    assert logme(centred, labels) > logme(centred, labels, intercept=False) + 0.1
 
 
 def test_logme_prefers_informative_features():

@@ -67,7 +67,8 @@ def rank_candidates(
     """Score every candidate and sort by ``primary`` (best first).
 
     ``standardize`` scales each feature dimension to unit variance before LogME
-    (:data:`STANDARDIZED_SCORES`), see :func:`standardized`.
+    (:data:`STANDARDIZED_SCORES`), see :func:`standardized`. LogME's linear model has an intercept
+    either way, as the probe it stands in for does (see :func:`~nlptl.transferability.logme`).
 
     Returns one row per candidate: name, source, kind, group, depth, dims, each score, ``rank``
     (1 = best by ``primary``), ``rank_by`` (the rank under each score), and the seconds spent

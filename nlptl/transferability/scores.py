@@ -7,7 +7,7 @@ Higher is better for all of them.
 - :func:`logme`: You et al. 2021 (LogME). The log marginal likelihood ("evidence") of a Bayesian
   linear model from features to each one-vs-rest label column, with the prior precision alpha and
   the noise precision beta set by MacKay's evidence-maximisation fixed point. Per sample, averaged
-  over classes.
+  over classes. By default the model has an intercept, as the linear probe it predicts does.
 - :func:`h_score`: Bao et al. 2019, ``tr(cov(f)^-1 cov(E[f|y]))``: how much of the feature
   variance the class means explain. ``regularised=True`` uses the Ledoit-Wolf shrunk covariance
   of Ibrahim et al. 2022, which stays stable when D is near or above N.
@@ -45,20 +45,31 @@ def _one_hot(y: np.ndarray) -> np.ndarray:
     return np.eye(len(classes))[index]  # (N, K)
 
 
-def logme(features, labels, max_iter: int = 100, tol: float = 1e-6) -> float:
+def logme(features, labels, intercept: bool = True, max_iter: int = 100, tol: float = 1e-6) -> float:
     """LogME: the maximised log evidence per sample of linear models from features to one-hot labels.
+
+    ``intercept`` gives each linear model a bias with a flat prior, integrated out: features and
+    targets are centred and the evidence is that of the N - 1 directions orthogonal to the
+    constant (the restricted likelihood). A linear probe has an unpenalised bias; without one the
+    class prior, a share p of each one-hot column's energy (half for balanced binary labels), is
+    noise the score charges to every candidate, above all to centred (standardized) features,
+    where nothing can fit it. With it the score also ignores a constant shift of the features.
+    ``intercept=False`` is You et al.'s model as published: no bias, a feature's mean stands in.
 
     One eigendecomposition of the smaller Gram matrix (``F^T F`` or ``F F^T``) gives the singular
     values ``s`` and the targets in the left singular basis, and serves every class: the
     posterior mean, the effective number of parameters ``gamma`` and the residual are then sums
     over the singular values, so each fixed-point step (``alpha = gamma / |m|^2``, ``beta = (N -
-    gamma) / |y - F m|^2``) costs O(r K) for all K classes together. (The Gram matrix, not an SVD
-    of F: a (D, D) ``eigh`` is ~50x cheaper than the thin SVD of a (2000, 384) F, and far less
-    sensitive to a busy machine.)
+    gamma) / |y - F m|^2``, N - 1 with the intercept) costs O(r K) for all K classes together.
+    (The Gram matrix, not an SVD of F: a (D, D) ``eigh`` is ~50x cheaper than the thin SVD of a
+    (2000, 384) F, and far less sensitive to a busy machine.)
     """
     x, y = _check(features, labels)
     n, d = x.shape
     targets = _one_hot(y)  # (N, K)
+    dof = n  # directions of target space the linear model explains or calls noise
+    if intercept:
+        x, targets, dof = x - x.mean(0), targets - targets.mean(0), n - 1  # the bias takes the constant direction
     if n >= d:
         lam, v = np.linalg.eigh(x.T @ x)  # (D,), (D, D): F^T F = V diag(lam) V^T
         keep = lam > max(lam.max(), 0.0) * 1e-10
@@ -87,7 +98,7 @@ def logme(features, labels, max_iter: int = 100, tol: float = 1e-6) -> float:
     for _ in range(max_iter):
         m2, residual, gamma = posterior(alpha, beta)
         new_alpha = gamma / (m2 + _TINY)
-        new_beta = (n - gamma) / (residual + _TINY)
+        new_beta = (dof - gamma) / (residual + _TINY)
         done = np.all(np.abs(new_alpha - alpha) <= tol * alpha) and np.all(np.abs(new_beta - beta) <= tol * beta)
         alpha, beta = new_alpha, new_beta
         if done:
@@ -95,8 +106,8 @@ def logme(features, labels, max_iter: int = 100, tol: float = 1e-6) -> float:
     m2, residual, _ = posterior(alpha, beta)
     # log|alpha I + beta F^T F| over all D eigenvalues: r nonzero ones plus D - r equal to alpha.
     log_det = np.log(alpha + beta * sigma).sum(0) + (d - r) * np.log(alpha)
-    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - beta / 2 * residual - alpha / 2 * m2
-                - log_det / 2 - n / 2 * np.log(2 * np.pi))  # (K,)
+    evidence = (d / 2 * np.log(alpha) + dof / 2 * np.log(beta) - beta / 2 * residual - alpha / 2 * m2
+                - log_det / 2 - dof / 2 * np.log(2 * np.pi))  # (K,)
     return float(evidence.mean() / n)
 
 
