@@ -179,7 +179,7 @@ def main(argv=None) -> None:
     encoder.eval()
     cached, features = {}, {}
     cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"  # MiniLM's pass over each domain, kept so a rerun (--resume) skips it
-    cache_dir.mkdir(exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     for d in needed:
         t = time.perf_counter()
         stem = cache_dir / f"{d}-{args.encoder}-{args.max_length}-{args.limit or 'all'}"
