@@ -19,7 +19,7 @@ from typing import Any
 
 from .strategies import SCHEDULES, STRATEGIES
 
-PRECISIONS = ("no", "bf16", "fp16")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
 TASK_SAMPLINGS = ("all", "proportional", "temperature", "round_robin")
 CACHE_DTYPES = ("float32", "float16")
 EARLY_STOPPING_MODES = ("auto", "min", "max")
@@ -59,7 +59,8 @@ class TrainConfig:
     warmup_ratio: float = option(0.1, "fraction of steps spent warming up, in [0, 1]")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     max_grad_norm: float | None = option(1.0, "gradient clipping norm (None: no clipping)")
-    mixed_precision: str = option("no", "bf16 (CPU or GPU) or fp16 (GPU only)", choices=PRECISIONS)
+    mixed_precision: str = option("auto", "auto: bf16 autocast where the CPU/GPU has native bf16, else no; "
+                                  "no; bf16; fp16 (GPU only)", choices=PRECISIONS)
     early_stopping_metric: str | None = option(None, "evaluation metric to keep the best epoch by, e.g. accuracy")
     early_stopping_patience: int = option(2, "epochs without improvement before stopping")
     early_stopping_mode: str = option("auto", "auto: minimise *loss, *error, *mse, *mae, *perplexity; maximise others",

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
-from .devices import cpu_has_native_bf16
+from .devices import cpu_has_native_bf16, resolve_precision
 from .encoders.base import ModelInput
 from .model import TransferModel
 from .sources import collate_for
@@ -20,21 +20,23 @@ def build_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
 
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != cfg.mixed_precision:
+    device_type = "cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu"
+    precision = resolve_precision(cfg.mixed_precision, device_type)  # "auto": bf16 where it is native
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
         AcceleratorState._reset_state()  # keeps the process group; only the precision setting is redone
     # Unused parameters are normal here (a BERT pooler the features skip, groups frozen mid-run).
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
-    if cfg.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+    accelerator = Accelerator(mixed_precision=precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
+    if precision == "fp16" and accelerator.device.type == "cpu":
         raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' (applied through autocast) or 'no'")
-    if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not cpu_has_native_bf16():
+    if precision == "bf16" and accelerator.device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("mixed_precision='bf16' on a CPU without avx512_bf16 or amx_bf16: bf16 matmuls are emulated "
                       "there and run slower than float32; pass mixed_precision='no' for speed", UserWarning,
                       stacklevel=3)
     return accelerator
 
 
-def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_precision: str = "no",
+def evaluate(model: TransferModel, data: Any, *, batch_size: int = 32, mixed_precision: str = "auto",
              cpu: bool = False, head: str | None = None, **columns: str) -> dict[str, float]:
     """Metrics of ``model`` (its ``head``) on ``data``; runs unchanged on one process or under ``accelerate launch``."""
     cfg = TrainConfig(batch_size=batch_size, mixed_precision=mixed_precision, cpu=cpu)

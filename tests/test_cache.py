@@ -73,7 +73,8 @@ def test_top_k_trains_from_the_freeze_line_with_the_same_loss_curve(kind, tmp_pa
         model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.2), labels=["negative", "positive"])
         data = separable_task(encoder, n=24)
         result = nlptl.fit(model, data, data, strategy="top_k", top_k=1, epochs=3, batch_size=8, learning_rate=1e-3,
-                           progress=False, cache_features=cached, seed=3, output_dir=str(tmp_path / f"run-{cached}"))
+                           progress=False, cache_features=cached, seed=3, output_dir=str(tmp_path / f"run-{cached}"),
+                           mixed_precision="no")  # float32: the check is that the two paths agree to rounding
         runs[cached] = (step_losses(tmp_path / f"run-{cached}"), result.metrics, model.encoder.state_dict())
     log = (tmp_path / "run-None" / "log.jsonl").read_text()
     if kind in ("bert", "roberta", "distilbert"):  # layers applied one after another: the cache is on
@@ -90,6 +91,7 @@ def test_top_k_trains_from_the_freeze_line_with_the_same_loss_curve(kind, tmp_pa
 def fit_cached(model, train, evaluation, run_dir, **options):
     options.setdefault("cache_max_memory_mb", 0)  # 0: always to disk
     options.setdefault("overwrite", True)  # a rerun replaces the earlier run but keeps its feature_cache/
+    options.setdefault("mixed_precision", "no")  # float32 unless a test asks for bf16: the cache key includes it
     return nlptl.fit(model, train, evaluation, strategy="feature_extraction", epochs=2, batch_size=8,
                      learning_rate=1e-2, progress=False, seed=3, output_dir=str(run_dir), **options)
 

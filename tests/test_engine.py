@@ -342,6 +342,21 @@ def test_fp16_on_cpu_is_an_error_and_bf16_is_applied(tmp_path):
     assert model.training_info["mixed_precision"] == "bf16"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_default_precision_is_bf16_only_where_the_cpu_has_it_and_records_what_it_applied(tmp_path, monkeypatch,
+                                                                                         native):
+    import nlptl.devices
+
+    monkeypatch.setattr(nlptl.devices, "cpu_has_native_bf16", lambda: native)
+    applied = "bf16" if native else "no"
+    assert nlptl.devices.resolve_precision("auto", "cpu") == applied
+    assert nlptl.devices.resolve_precision("no", "cpu") == "no"  # an explicit choice is kept as given
+    model = make_model("glove", tmp_path)
+    result = nlptl.fit(model, separable_task(model.encoder), epochs=1, progress=False, cpu=True)
+    assert result.extra["config"]["mixed_precision"] == applied  # the run says what it ran, not "auto"
+    assert model.training_info["mixed_precision"] == applied
+
+
 # ----- several sources resume exactly ------------------------------------------------------------
 
 

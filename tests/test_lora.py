@@ -107,7 +107,8 @@ def test_top_k_lora_caches_the_freeze_line_and_matches_the_plain_run(tmp_path):
         before = base_weights(model)
         data = separable_task(model.encoder)
         out = tmp_path / f"run-{cache}"
-        result = nlptl.fit(model, data, data, **{**LORA, "top_k": 1}, cache_features=cache, output_dir=str(out))
+        result = nlptl.fit(model, data, data, **{**LORA, "top_k": 1}, cache_features=cache, output_dir=str(out),
+                           mixed_precision="no")  # float32: the check is that the two paths agree to rounding
         assert all(".layer.1." in m for m in adapters_of(model.encoder).modules), "adapters only on the top group"
         assert all(torch.equal(v, before[k]) for k, v in base_weights(model).items())
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
