@@ -60,7 +60,7 @@ def _nlptl_pipeline(ctx: Context, model, train: dict, evaluation: dict, epochs: 
     import nlptl
 
     return nlptl.fit(model, train, eval_data=evaluation, strategy="feature_extraction", epochs=epochs,
-                     eval_batch_size=ENCODE_BATCH_SIZE, mixed_precision=ctx.mixed_precision, seed=ctx.seed,
+                     eval_batch_size=ENCODE_BATCH_SIZE, mixed_precision=ctx.nlptl_precision, seed=ctx.seed,
                      cpu=ctx.cpu, progress=False, **FE_FIT)
 
 
@@ -86,7 +86,7 @@ def case_fe_vs_sklearn(ctx: Context) -> dict:
                          "sentence_transformers encode + sklearn LogisticRegression", size, ENCODE_BATCH_SIZE)
     peer_encoder = SentenceTransformer(_minilm(), device=ctx.device)
     peer_encoder.max_seq_length = MAX_LENGTH
-    if ctx.mixed_precision == "bf16":  # sentence-transformers' own way to bf16: the whole model in bf16
+    if ctx.peer_bf16:  # sentence-transformers' own way to bf16: the whole model in bf16
         peer_encoder.to(torch.bfloat16)
     # Untimed warm-up on each side: first-call costs (thread pools, Accelerate, lbfgs imports) count for neither.
     warm = {"text": train["text"][:WARMUP_TEXTS], "label": train["label"][:WARMUP_TEXTS]}

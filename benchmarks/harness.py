@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from nlptl.devices import resolve_precision
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 MAX_LENGTH = 64  # tokens, special tokens included, on both sides
@@ -82,7 +84,7 @@ class Context:
     data: Data
     data_dir: Path
     device: str  # "cuda" or "cpu"
-    mixed_precision: str  # "no" or "bf16" (passed to both sides)
+    mixed_precision: str  # "default" (each side's own default), or "no" / "bf16" forced on both sides
     threads: int
     seed: int = 0
     shared: dict[str, Any] = field(default_factory=dict)  # results a later case may reuse (flops reuses encode)
@@ -90,6 +92,16 @@ class Context:
     @property
     def cpu(self) -> bool:
         return self.device == "cpu"
+
+    @property
+    def nlptl_precision(self) -> str:
+        """nlptl's setting: its default "auto" (bf16 where the hardware has it natively) unless one is forced."""
+        return "auto" if self.mixed_precision == "default" else self.mixed_precision
+
+    @property
+    def peer_bf16(self) -> bool:
+        """Trainer and sentence-transformers default to float32; they run bf16 only when it is forced on both."""
+        return self.mixed_precision == "bf16"
 
 
 def read_sst2(path: Path) -> tuple[list[str], list[int]]:
@@ -203,6 +215,8 @@ def base_record(ctx: Context, case: str, name: str, peer: str, size: CaseSize | 
                 batch_size: int = BATCH_SIZE) -> dict[str, Any]:
     record = {"case": case, "name": name, "peer": peer, "suite": ctx.suite.name,
               "device": device_description(ctx.device), "mixed_precision": ctx.mixed_precision,
+              "nlptl_precision_applied": resolve_precision(ctx.nlptl_precision, ctx.device),
+              "peer_precision": "bf16" if ctx.peer_bf16 else "float32",
               "torch_threads": ctx.threads, "seed": ctx.seed, "max_length": MAX_LENGTH, "batch_size": batch_size}
     if size is not None:
         record.update(n=size.n, epochs=size.epochs)

@@ -45,7 +45,7 @@ def fit_side(ctx: Context, model, size: CaseSize, strategy: str, **lora: object)
     run = measure(lambda: nlptl.fit(
         model, ctx.data.train(size.n), strategy=strategy, epochs=size.epochs, batch_size=BATCH_SIZE,
         learning_rate=rate, head_learning_rate=HEAD_LEARNING_RATE, weight_decay=0.01, warmup_ratio=0.1,
-        max_grad_norm=1.0, mixed_precision=ctx.mixed_precision, seed=ctx.seed, cpu=ctx.cpu, progress=False,
+        max_grad_norm=1.0, mixed_precision=ctx.nlptl_precision, seed=ctx.seed, cpu=ctx.cpu, progress=False,
         group_by_length=True, **options), ctx.device)
     return {"seconds": round(run.seconds, 3), "samples_per_s": round(size.n * size.epochs / run.seconds, 2),
             "trainable_parameters": run.result.trainable_parameters, "total_parameters": run.result.total_parameters,

@@ -71,9 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file for all results (default: benchmarks/results-<suite>.json, "
                              "or results-<suite>-<cases>.json for a subset of cases)")
-    parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="bf16" if cuda else "no",
-                        help="passed to both sides (nlptl fit, Trainer bf16, sentence-transformers cast to bf16 in "
-                             "fe_vs_sklearn); bf16 needs a GPU or a CPU with native bf16; default bf16 on a GPU, else no")
+    parser.add_argument("--mixed-precision", choices=["default", "no", "bf16"], default="bf16" if cuda else "default",
+                        help="default: each side's own default (nlptl 'auto' = bf16 autocast where the hardware has "
+                             "native bf16; Trainer and sentence-transformers float32); no / bf16: forced on both sides "
+                             "(Trainer bf16=True, sentence-transformers cast to bf16 in fe_vs_sklearn); bf16 needs a "
+                             "GPU or a CPU with native bf16; default: bf16 on a GPU, else default")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads, the same for both sides (default: torch's own choice)")
     parser.add_argument("--seed", type=int, default=0)
@@ -88,7 +90,7 @@ def default_output(suite: str, cases: list[str]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.mixed_precision != "no" and device == "cpu" and not cpu_has_native_bf16():
+    if args.mixed_precision == "bf16" and device == "cpu" and not cpu_has_native_bf16():
         raise SystemExit(f"--mixed-precision {args.mixed_precision} needs a GPU or a CPU with native bf16 "
                          "(avx512_bf16 or amx_bf16); this machine has neither (use 'no')")
     torch.set_num_threads(args.threads)

@@ -58,7 +58,7 @@ def fit_nlptl(ctx: Context, model, size: CaseSize, strategy: str, top_k: int | N
     run = measure(lambda: nlptl.fit(
         model, train, strategy=strategy, top_k=top_k, epochs=size.epochs, batch_size=BATCH_SIZE,
         learning_rate=LEARNING_RATES[strategy], weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
-        max_grad_norm=MAX_GRAD_NORM, mixed_precision=ctx.mixed_precision, seed=ctx.seed, cpu=ctx.cpu,
+        max_grad_norm=MAX_GRAD_NORM, mixed_precision=ctx.nlptl_precision, seed=ctx.seed, cpu=ctx.cpu,
         progress=False, group_by_length=True), ctx.device)  # nlptl's recommended setting for fine-tuning
     return RunResult(run.seconds, size.n * size.epochs / run.seconds, run.rss_added_bytes, run.cuda_peak_bytes,
                      run.result.trainable_parameters)
@@ -68,7 +68,7 @@ def nlptl_accuracy(ctx: Context, model) -> float:
     import nlptl
 
     metrics = nlptl.evaluate(model, ctx.data.eval(), batch_size=ENCODE_BATCH_SIZE,
-                             mixed_precision=ctx.mixed_precision, cpu=ctx.cpu)
+                             mixed_precision=ctx.nlptl_precision, cpu=ctx.cpu)
     return float(metrics["accuracy"])
 
 
@@ -119,7 +119,7 @@ def run_trainer(ctx: Context, size: CaseSize, strategy: str, top_k: int | None =
             warmup_steps=int(WARMUP_RATIO * total_steps),  # as an int: nlptl rounds the same way
             lr_scheduler_type="linear", max_grad_norm=MAX_GRAD_NORM, seed=ctx.seed, data_seed=ctx.seed,
             train_sampling_strategy=sampling, report_to=[], save_strategy="no", logging_strategy="no",
-            eval_strategy="no", disable_tqdm=True, use_cpu=ctx.cpu, bf16=ctx.mixed_precision == "bf16",
+            eval_strategy="no", disable_tqdm=True, use_cpu=ctx.cpu, bf16=ctx.peer_bf16,
         )
 
         def train_call():
@@ -208,8 +208,13 @@ def case_full_vs_grouped(ctx: Context) -> dict:
     add_run(record, "nlptl", runs["nlptl"])
     add_run(record, "peer", runs["grouped"])
     difference = 100 * (runs["nlptl"].accuracy - runs["grouped"].accuracy)
-    record.update(accuracy_difference_points=round(difference, 2), accuracy_within_0_5_points=abs(difference) <= 0.5)
-    return judge(record, runs["nlptl"].samples_per_s, runs["grouped"].samples_per_s, target=1.2)
+    # The accuracy condition guards against buying speed with accuracy: nlptl may not end more than 0.5
+    # points below the peer. |difference| <= 0.5 is kept too, for the literal reading.
+    record.update(accuracy_difference_points=round(difference, 2), accuracy_within_0_5_points=abs(difference) <= 0.5,
+                  accuracy_not_below_by_0_5_points=difference >= -0.5)
+    judge(record, runs["nlptl"].samples_per_s, runs["grouped"].samples_per_s, target=1.2)
+    record["met"] = record["met"] and record["accuracy_not_below_by_0_5_points"]
+    return record
 
 
 def run_memory_child(ctx: Context, size: CaseSize, strategy: str) -> dict:
