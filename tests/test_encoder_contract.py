@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import nlptl
+from nlptl.devices import resolve_precision
 from nlptl.encoders import EncoderOutput, pool
 from tests.tiny import all_builders
 
@@ -92,6 +93,9 @@ class TestEncoderContract:
         assert half.dtype == np.float32 and half.shape == full.shape
         cosine = (full * half).sum(1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(half, axis=1) + 1e-12)
         assert cosine.min() > 0.99, cosine
+        auto = encoder.encode(inputs, batch_size=2, mixed_precision="auto")  # bf16 exactly where fit would use it
+        expected = half if resolve_precision("auto", encoder.device.type) == "bf16" else full
+        np.testing.assert_array_equal(auto, expected)
         with pytest.raises(ValueError, match="mixed_precision"):
             encoder.encode(inputs, mixed_precision="fp8")
 

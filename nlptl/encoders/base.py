@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..devices import resolve_precision
+
 ENCODER_CONFIG_NAME = "nlptl_encoder.json"
 POOLINGS = ("mean", "max", "first", "pooled")
 #: texts tokenized at a time when ``encode`` plans its batches (the whole input is still sorted by length)
@@ -214,7 +216,7 @@ class Encoder(nn.Module, ABC):
         into the caller's order. ``batch_size`` defaults to the encoder's ``encode_batch_size``.
         ``mixed_precision="bf16"`` runs the encoder under bf16 autocast (on a GPU, or a CPU with
         native bf16: see ``nlptl.devices.cpu_has_native_bf16``); features agree with float32 to a
-        cosine of about 0.9999.
+        cosine of about 0.9999. ``"auto"`` is bf16 where this device has native bf16, as in ``fit``.
         """
         if self.modality == "text":
             inputs = check_texts(inputs)
@@ -227,8 +229,10 @@ class Encoder(nn.Module, ABC):
         batch_size = self.encode_batch_size if batch_size is None else batch_size
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}; pass a positive int")
-        if mixed_precision not in ("no", "bf16"):
-            raise ValueError(f"mixed_precision={mixed_precision!r}: encode takes 'no' or 'bf16'")
+        if mixed_precision not in ("no", "bf16", "auto"):
+            raise ValueError(f"mixed_precision={mixed_precision!r}: encode takes 'no', 'bf16' or 'auto' "
+                             "(bf16 where this device has native bf16)")
+        mixed_precision = resolve_precision(mixed_precision, self.device.type)
         was_training = self.training
         self.eval()
         order, make_batch = self._encode_plan(inputs)
