@@ -319,7 +319,7 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
               f"256-unit adapter (Linear+GELU, what the adaptation losses reshape) -> linear classifier; {settings['fit']}. "
               "Fine-tuning MiniLM's top layer at 128 tokens measured ~1-2 s a batch on this shared CPU, "
               "i.e. minutes per fit and hours for 96 fits; the adapter makes one fit take seconds.",
-              "- DANN/CORAL/MMD: trade-off 1.0 each (the papers' defaults), DANN's warm-up 2/(1+exp(-10p))-1. "
+              "- DANN/CORAL/MMD: trade-off 1.0 each (DANN's and DAN's usual setting; Deep CORAL instead sets its weight so the CORAL term is as large as the task loss by the end of training, and at 1.0 its ||C_s - C_t||^2/(4d^2) term is negligible here: 6e-7 against a task loss of 0.42 over the last 10 steps of books->dvd, which is why the CORAL column equals source-only), DANN's warm-up 2/(1+exp(-10p))-1. "
               "Importance weighting: cross-fitted logistic-regression domain classifier; KMM: RBF kernel "
               "(median bandwidth), B=10, cvxopt; both clipped at 10 and normalised to mean 1.",
               f"- DAPT: masked-LM on the first {settings['dapt']['texts']} target reviews ({settings['dapt']}): "
