@@ -23,6 +23,11 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
+def default_device_type(cpu: bool = False) -> str:
+    """The device type a run lands on: "cuda" when a GPU is visible and ``cpu`` is not asked for, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+
+
 def native_bf16(device_type: str) -> bool:
     """Whether bf16 autocast is fast on this device type ("cpu" or "cuda"): native bf16 matmuls."""
     if device_type == "cuda":

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
-from .devices import cpu_has_native_bf16, resolve_precision
+from .devices import cpu_has_native_bf16, default_device_type, resolve_precision
 from .encoders.base import ModelInput
 from .model import TransferModel
 from .sources import collate_for
@@ -20,8 +20,7 @@ def build_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
 
-    device_type = "cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu"
-    precision = resolve_precision(cfg.mixed_precision, device_type)  # "auto": bf16 where it is native
+    precision = resolve_precision(cfg.mixed_precision, default_device_type(cfg.cpu))  # "auto": bf16 where native
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
         AcceleratorState._reset_state()  # keeps the process group; only the precision setting is redone
     # Unused parameters are normal here (a BERT pooler the features skip, groups frozen mid-run).

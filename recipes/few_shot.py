@@ -38,12 +38,11 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import nlptl
 from nlptl.fewshot import ContrastivePairs, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
-from nlptl.devices import resolve_precision
+from nlptl.devices import default_device_type, resolve_precision
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import Supervised
 from nlptl.runs import resolve_encoder_source
@@ -150,7 +149,7 @@ def main() -> None:
     settings = {k: getattr(args, k) for k in ("strategy", "top_k", "epochs", "batch_size", "learning_rate",
                                               "head_learning_rate", "pairs_per_example", "head")}
     # each system at its default precision: nlptl's "auto" (bf16 autocast where native), SetFit float32
-    settings["mixed_precision"] = resolve_precision("auto", "cuda" if torch.cuda.is_available() else "cpu")
+    settings["mixed_precision"] = resolve_precision("auto", default_device_type())
     result = {"dataset": args.dataset, "shots": args.shots, "seeds": seeds, "encoder": args.encoder,
               "evaluation": bench.note, "settings": settings, "systems": systems,
               "command": "python " + " ".join(sys.argv), "per_seed": []}
