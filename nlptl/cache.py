@@ -79,7 +79,7 @@ class FeatureCache:
         estimated_mb = positions * width * np.dtype(DTYPES[dtype]).itemsize / 2**20
         encoded = _encode_rows(model.encoder, head, rows, batch_size, device, progress, boundary, pooling)
         if directory is None or estimated_mb <= max_memory_mb:
-            return cls._in_memory(encoded, len(rows), width, dtype)
+            return cls._in_memory(encoded, len(rows), width, dtype, max(positions, 1))
         path = Path(directory) / cache_key(encoder, rows, f"{dtype}-boundary{boundary}-pooling{pooling}"
                                                   + (f"-{precision}" if precision != "no" else ""))
         if not (path / "index.json").is_file():
@@ -88,22 +88,31 @@ class FeatureCache:
         return cls.load(path, reused=True)
 
     @classmethod
-    def _in_memory(cls, encoded: Iterator, n_rows: int, width: int, dtype: str) -> "FeatureCache":
-        chunks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = list(encoded)
-        lengths = np.zeros(n_rows, dtype=np.int64)
-        starts = np.zeros(n_rows, dtype=np.int64)
-        position = 0
-        for i, feats, _, _ in chunks:
-            starts[i], lengths[i] = position, len(feats)
-            position += len(feats)
-        features = np.concatenate([c[1] for c in chunks]).astype(DTYPES[dtype], copy=False).reshape(-1, width)
-        masks = np.concatenate([c[2] for c in chunks])
-        pooled = None
-        if chunks[0][3] is not None:
-            pooled = np.zeros((n_rows, width), dtype=DTYPES[dtype])
-            for i, _, _, p in chunks:
-                pooled[i] = p
-        return cls(features, masks, starts, lengths, pooled)
+    def _in_memory(cls, encoded: Iterator, n_rows: int, width: int, dtype: str, capacity: int) -> "FeatureCache":
+        """Copy each row into one preallocated array as it is encoded.
+
+        ``capacity`` is the expected number of positions (the rows' token counts; a row is trimmed to
+        its last real position, never longer); inputs without a token count grow the array. Filling in place holds the features once plus one
+        batch, where collecting the batches and concatenating them held the features twice.
+        """
+        features = np.empty((capacity, width), dtype=DTYPES[dtype])
+        masks = np.zeros(capacity, dtype=np.bool_)
+        lengths, starts = np.zeros(n_rows, dtype=np.int64), np.zeros(n_rows, dtype=np.int64)
+        pooled, position = None, 0
+        for i, feats, mask, row_pooled in encoded:
+            n = len(feats)
+            if position + n > capacity:  # inputs without a token count (images): grow by doubling
+                capacity = max(2 * capacity, position + n)
+                features = np.concatenate([features[:position], np.empty((capacity - position, width), features.dtype)])
+                masks = np.concatenate([masks[:position], np.zeros(capacity - position, np.bool_)])
+            features[position : position + n], masks[position : position + n] = feats, mask
+            starts[i], lengths[i] = position, n
+            position += n
+            if row_pooled is not None:
+                if pooled is None:
+                    pooled = np.zeros((n_rows, width), dtype=DTYPES[dtype])
+                pooled[i] = row_pooled
+        return cls(features[:position], masks[:position], starts, lengths, pooled)
 
     @classmethod
     def load(cls, path: Path, reused: bool = True) -> "FeatureCache":
@@ -122,6 +131,8 @@ class FeatureCache:
         index = np.fromiter((r["row_index"] for r in rows), dtype=np.int64, count=len(rows))  # (B,)
         lengths = self.lengths[index]  # (B,)
         length = max(1, int(lengths.max()))
+        if hasattr(encoder, "padded_length"):  # the same padded length head.collate gave the token ids
+            length = encoder.padded_length(length)
         real = np.arange(length) < lengths[:, None]  # (B, L)
         # One gather for the whole batch (memory-mapped caches too); padding positions repeat a real one, then zero.
         positions = self.starts[index][:, None] + np.minimum(np.arange(length), np.maximum(lengths - 1, 0)[:, None])
