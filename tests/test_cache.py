@@ -139,3 +139,26 @@ def test_disk_cache_matches_memory_and_is_reused_only_while_nothing_changed(tmp_
     fit_cached(nlptl.TransferModel(encoder, ClassificationHead(2, pooling="max"), labels=["negative", "positive"]),
                train, evaluation, run)
     assert [r["reused"] for r in cache_records(run)] == [False, False]
+
+
+def test_freeze_line_cache_pads_its_batches_like_the_token_ids_under_pad_to_multiple_of(tmp_path):
+    """With pad_to_multiple_of the cached states and the ids are padded alike, and training is unchanged."""
+    runs = {}
+    for cached in (None, False):
+        torch.manual_seed(0)
+        (tmp_path / f"enc-{cached}").mkdir()
+        encoder, _ = BUILDERS["bert"](tmp_path / f"enc-{cached}")
+        encoder.pad_to_multiple_of = 8
+        model = nlptl.TransferModel(encoder, ClassificationHead(2, dropout=0.2), labels=["negative", "positive"])
+        data = separable_task(encoder, n=24)
+        if cached is None:
+            rows = model.head.prepare(encoder, data, train=True)
+            cache = FeatureCache.build(model, rows, batch_size=8, device=torch.device("cpu"), boundary=1)
+            batch = cache.collate(model.head, encoder, rows[:5])
+            assert batch["input_ids"].shape[1] % 8 == 0
+            assert batch["cached_boundary"].shape[:2] == batch["input_ids"].shape
+        nlptl.fit(model, data, strategy="top_k", top_k=1, epochs=2, batch_size=8, learning_rate=1e-3, progress=False,
+                  cache_features=cached, seed=3, output_dir=str(tmp_path / f"run-{cached}"), mixed_precision="no")
+        runs[cached] = step_losses(tmp_path / f"run-{cached}")
+    assert '"mode": "freeze-line states"' in (tmp_path / "run-None" / "log.jsonl").read_text()
+    torch.testing.assert_close(torch.tensor(runs[None]), torch.tensor(runs[False]), rtol=1e-4, atol=1e-5)

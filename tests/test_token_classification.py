@@ -264,3 +264,14 @@ def test_conll_reader_errors_name_the_file_and_line(tmp_path):
     dev = write(tmp_path / "dev.conll", "Peter B-PER\n\nEU B-ORG\nsaid O\nParis B-LOC\n")
     with pytest.raises(ValueError, match=r"dev\.conll:1: tag 'B-PER' .*never occurs in the training file"):
         load_tagged_files({"train": train, "validation": dev})
+
+
+def test_labels_follow_the_padded_length_under_pad_to_multiple_of(tmp_path):
+    model = bert_model(tmp_path)
+    model.encoder.pad_to_multiple_of = 8
+    rows = model.head.prepare(model.encoder, bert_task(4), train=True)
+    batch = model.head.collate(model.encoder, rows)
+    assert batch["input_ids"].shape[1] % 8 == 0
+    assert batch["labels"].shape == batch["input_ids"].shape
+    result = nlptl.fit(model, bert_task(8), strategy="full", epochs=1, batch_size=4, progress=False)
+    assert np.isfinite(result.history[-1]["train_loss"])

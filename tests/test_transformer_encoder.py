@@ -258,3 +258,43 @@ def test_vision_config_is_handed_to_the_image_kind(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "nlptl.encoders.image", fake)
     assert transformer.TransformerEncoder.from_source(tmp_path, pooling_hint=1) == "image encoder"
     assert calls == [(tmp_path, {"pooling_hint": 1})]
+
+
+def test_pad_to_multiple_of_rounds_batches_up_without_changing_the_real_positions(tiny):
+    encoder, _ = tiny("bert")
+    rows = encoder.build_rows(["a", "The movie was good and the popcorn was fine"])
+    plain = encoder.collate(rows)
+    try:
+        encoder.pad_to_multiple_of = 8
+        padded = encoder.collate(rows)
+    finally:
+        encoder.pad_to_multiple_of = None
+    longest = plain["input_ids"].shape[1]
+    assert padded["input_ids"].shape[1] == -(-longest // 8) * 8 > longest
+    assert torch.equal(padded["input_ids"][:, :longest], plain["input_ids"])
+    assert padded["attention_mask"][:, longest:].sum() == 0  # the extra columns are padding
+    with torch.no_grad():
+        a, b = encoder(plain), encoder(padded)
+    torch.testing.assert_close(pool_mean(a), pool_mean(b), rtol=1e-5, atol=1e-5)
+
+
+def pool_mean(out):
+    from nlptl.encoders.base import pool
+
+    return pool(out, "mean")
+
+
+def test_pad_to_multiple_of_never_pads_past_max_length_and_survives_save_and_reload(tmp_path):
+    encoder, _ = BUILDERS["bert"](tmp_path)
+    encoder.pad_to_multiple_of = 8
+    encoder.max_length = 20
+    assert [encoder.padded_length(n) for n in (1, 8, 9, 17, 20)] == [8, 8, 16, 20, 20]
+    encoder.save_pretrained(tmp_path / "saved")
+    assert nlptl.load_encoder(tmp_path / "saved").pad_to_multiple_of == 8
+
+
+@pytest.mark.parametrize("bad", [0, -8, 2.5, "8"])
+def test_pad_to_multiple_of_refuses_what_is_not_a_positive_int(bad, tmp_path):
+    _, directory = BUILDERS["bert"](tmp_path)
+    with pytest.raises(ValueError, match=r"pad_to_multiple_of=.*positive int"):
+        nlptl.load_encoder(tmp_path / HF_DIR, kind="transformer", pad_to_multiple_of=bad)

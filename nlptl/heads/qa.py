@@ -201,7 +201,7 @@ class ExtractiveQAHead(Head):
 
     def collate(self, encoder: Encoder, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = encoder.collate([r["input"] for r in rows])
-        length = max(len(r["input"]) for r in rows)
+        length = batch["input_ids"].shape[1]  # the padded length (pad_to_multiple_of may round it up)
         context_mask = torch.zeros((len(rows), length), dtype=torch.bool)
         for i, r in enumerate(rows):
             context_mask[i, torch.from_numpy(context_positions(r["input"]))] = True

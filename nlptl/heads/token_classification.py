@@ -197,7 +197,7 @@ class TokenClassificationHead(Head):
     def collate(self, encoder: Encoder, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = encoder.collate([r["input"] for r in rows])
         if "labels" in rows[0]:
-            length = max(max(len(r["input"]) for r in rows), 1)
+            length = batch["input_ids"].shape[1]  # the padded length (pad_to_multiple_of may round it up)
             labels = torch.full((len(rows), length), td.IGNORE, dtype=torch.long)  # (B, L)
             for i, r in enumerate(rows):
                 labels[i, : len(r["labels"])] = torch.from_numpy(r["labels"])
