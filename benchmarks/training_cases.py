@@ -134,8 +134,14 @@ def run_trainer(ctx: Context, size: CaseSize, strategy: str, top_k: int | None =
         if score:
             evaluation = datasets.Dataset.from_dict(ctx.data.eval()).map(tokenize, batched=True,
                                                                          remove_columns=["text"])
-            logits = np.asarray(run.result.predict(evaluation).predictions)
-            accuracy = float((logits.argmax(-1) == np.asarray(ctx.data.eval_labels)).mean())
+            # Labels from predict() itself: with train_sampling_strategy="group_by_length", Trainer also
+            # length-groups its evaluation sampler (transformers 5 _get_eval_sampler), so predictions come
+            # back in that shuffled order, not the dataset's; label_ids follow the same order.
+            prediction = run.result.predict(evaluation)
+            if prediction.label_ids is None:
+                raise RuntimeError("Trainer.predict returned no label_ids: the evaluation set lost its label column")
+            logits = np.asarray(prediction.predictions)
+            accuracy = float((logits.argmax(-1) == np.asarray(prediction.label_ids)).mean())
     return RunResult(run.seconds, size.n * size.epochs / run.seconds, run.rss_added_bytes, run.cuda_peak_bytes,
                      trainable, accuracy)
 
