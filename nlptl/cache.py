@@ -92,8 +92,9 @@ class FeatureCache:
         """Copy each row into one preallocated array as it is encoded.
 
         ``capacity`` is the expected number of positions (the rows' token counts; a row is trimmed to
-        its last real position, never longer); inputs without a token count grow the array. Filling in place holds the features once plus one
-        batch, where collecting the batches and concatenating them held the features twice.
+        its last real position, never longer); inputs without a token count grow the array. Filling
+        in place holds the features once plus one batch, where collecting the batches and
+        concatenating them held the features twice.
         """
         features = np.empty((capacity, width), dtype=DTYPES[dtype])
         masks = np.zeros(capacity, dtype=np.bool_)
@@ -131,8 +132,7 @@ class FeatureCache:
         index = np.fromiter((r["row_index"] for r in rows), dtype=np.int64, count=len(rows))  # (B,)
         lengths = self.lengths[index]  # (B,)
         length = max(1, int(lengths.max()))
-        if hasattr(encoder, "padded_length"):  # the same padded length head.collate gave the token ids
-            length = encoder.padded_length(length)
+        length = encoder.padded_length(length)  # the same padded length head.collate gave the token ids
         real = np.arange(length) < lengths[:, None]  # (B, L)
         # One gather for the whole batch (memory-mapped caches too); padding positions repeat a real one, then zero.
         positions = self.starts[index][:, None] + np.minimum(np.arange(length), np.maximum(lengths - 1, 0)[:, None])

@@ -167,6 +167,10 @@ class Encoder(nn.Module, ABC):
     def group_names(self) -> list[str]:
         return [name for name, _ in self.layer_groups()]
 
+    def padded_length(self, longest: int) -> int:
+        """The length ``collate`` pads a batch whose longest row is ``longest`` to (here: that length)."""
+        return longest
+
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write config JSON plus safetensors weights; ``nlptl.load_encoder(directory)`` restores it.
 

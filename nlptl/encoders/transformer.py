@@ -340,7 +340,7 @@ class TransformerEncoder(TextEncoder):
 
         With length-grouped batches every batch has its own length, and on CPU each new shape costs
         oneDNN a new kernel and a cache entry; rounding to a multiple of 8 leaves a handful of shapes.
-        Measured on MiniLM LoRA (benchmarks/README.md, case lora): peak RSS 1,068 MB instead of 1,300.
+        Measured on MiniLM LoRA (benchmarks/README.md, case lora): peak RSS ~1,110 MB instead of ~1,300.
         """
         m = self.pad_to_multiple_of
         return longest if not m else min(-(-longest // m) * m, self.max_length)
