@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 import nlptl
-from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, domain_adaptive_pretraining, domain_distance
+from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, coral_transform, domain_adaptive_pretraining
+from nlptl.adaptation import domain_distance
 from nlptl.adaptation import importance_weights
 from nlptl.data import load_dataset
 from nlptl.encoders.base import pool
@@ -36,7 +37,8 @@ from nlptl.heads import ClassificationHead
 from nlptl.runs import resolve_encoder_source
 
 DOMAINS = ["books", "dvd", "electronics", "kitchen"]
-METHODS = ["source_only", "dann", "coral", "mmd", "importance_weighting", "kmm", "dapt", "target_supervised"]
+METHODS = ["source_only", "dann", "coral", "mmd", "coral_transform", "importance_weighting", "kmm", "dapt",
+           "target_supervised"]
 # one fit of the adapter + classifier over frozen features (chosen once, the same for every method)
 # float32: the adapter is tiny (bf16 buys nothing) and the committed table was made in float32
 FIT = dict(strategy="top_k", top_k=1, epochs=10, batch_size=256, learning_rate=2e-3, head_learning_rate=2e-3,
@@ -128,6 +130,10 @@ def run_pair(method, source, target, data, features, dapt_features, seed) -> flo
     if method in OBJECTIVES:
         return train_and_score(texts, vectors, {"source": labelled, "target": unlabelled}, scored, seed,
                                objective=OBJECTIVES[method]())
+    if method == "coral_transform":  # CORAL's closed form: the source re-coloured with the target's covariance
+        aligned_source, standardized_target = coral_transform(features[source], features[target])
+        return train_and_score(texts, np.concatenate([aligned_source, standardized_target]).astype(np.float32),
+                               labelled, scored, seed)
     if method in ("importance_weighting", "kmm"):
         weights, info = importance_weights(None, features[source], features[target], return_info=True, kmm_chunk=500,
                                            method="classifier" if method == "importance_weighting" else "kmm")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import nlptl
-from nlptl.adaptation import (CORAL, DANN, MMD, FeatureTableEncoder, TrAdaBoost, coral_distance,
+from nlptl.adaptation import (CORAL, DANN, MMD, FeatureTableEncoder, TrAdaBoost, coral_distance, coral_transform,
                               domain_adaptive_pretraining, domain_distance, importance_weights, masked_lm_for,
                               mk_mmd, objective_for, reverse_gradient, warm_up)
 from nlptl.adaptation.weights import kernel_mean_matching
@@ -101,6 +101,24 @@ def test_alignment_objectives_bring_target_features_closer_than_source_only_trai
                   learning_rate=1e-2, head_learning_rate=1e-2, progress=False)
         gaps[label] = float(distance(adapter_features(model, source["text"]), adapter_features(model, target["text"])))
     assert gaps["aligned"] < 0.5 * gaps["source_only"], gaps
+
+
+def test_coral_transform_gives_the_source_the_targets_covariance():
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(4000, 3)) @ np.array([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [0.0, 0.0, 3.0]]) + 5.0
+    target = rng.normal(size=(3000, 3)) @ np.array([[1.0, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, -0.9, 0.4]]) - 2.0
+    aligned, standardized = coral_transform(source, target, ridge=1e-6)  # ridge -> 0: exact alignment
+    np.testing.assert_allclose(standardized.mean(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(standardized.std(0), 1.0, atol=1e-9)
+    gap = lambda x: np.abs(np.cov(x, rowvar=False) - np.cov(standardized, rowvar=False)).max()
+    before = gap((source - source.mean(0)) / source.std(0))
+    assert before > 0.5 and gap(aligned) < 1e-3
+    paper, _ = coral_transform(source, target)  # ridge 1 (the paper's): covariances closer, not equal
+    assert gap(paper) < before
+    with pytest.raises(ValueError, match="ridge"):
+        coral_transform(source, target, ridge=0)
+    with pytest.raises(ValueError, match="shapes"):
+        coral_transform(source, target[:, :2])
 
 
 def test_dann_discriminator_learns_while_the_features_are_made_domain_invariant():

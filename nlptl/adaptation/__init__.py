@@ -1,7 +1,8 @@
 """Domain adaptation and instance transfer: learn from a labelled source for an unlabelled target.
 
 Objectives for ``nlptl.fit(model, {"source": labelled, "target": texts}, ...)``: ``DANN``,
-``CORAL``, ``MMD``. Instance transfer: ``importance_weights`` (domain classifier or KMM) for
+``CORAL``, ``MMD``; ``coral_transform`` is CORAL's closed form on frozen features. Instance
+transfer: ``importance_weights`` (domain classifier or KMM) for
 ``fit(..., weight_column=...)``, ``TrAdaBoost`` for a few target labels. ``domain_adaptive_pretraining``
 continues masked-LM training on target text; ``domain_distance`` says how far apart two domains are.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .alignment import CORAL, MMD, coral_distance, mk_mmd
+from .alignment import CORAL, MMD, coral_distance, coral_transform, mk_mmd
 from .dann import DANN, DomainDiscriminator, reverse_gradient, warm_up
 from .dapt import DAPTResult, domain_adaptive_pretraining, masked_lm_for
 from .distance import domain_distance
@@ -40,6 +41,6 @@ def weights_method_for(name: str) -> str:
 
 
 __all__ = ["DANN", "CORAL", "MMD", "SourceTargetObjective", "DomainDiscriminator", "reverse_gradient", "warm_up",
-           "coral_distance", "mk_mmd", "importance_weights", "effective_sample_size", "TrAdaBoost",
+           "coral_distance", "coral_transform", "mk_mmd", "importance_weights", "effective_sample_size", "TrAdaBoost",
            "domain_distance", "domain_adaptive_pretraining", "masked_lm_for", "DAPTResult", "FeatureTableEncoder",
            "objective_for", "weights_method_for", "OBJECTIVES", "WEIGHTINGS", "ADAPTATIONS"]

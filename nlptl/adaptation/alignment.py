@@ -1,12 +1,16 @@
-"""Moment-matching adaptation losses on pooled features: Deep CORAL and multi-kernel MMD (DAN).
+"""Moment matching: Deep CORAL and multi-kernel MMD (DAN) losses, and CORAL's closed form on frozen features.
 
-Neither has parameters of its own; each adds a differentiable discrepancy between a source batch
-and a target batch of features that the encoder then learns to shrink.
+The losses have no parameters of their own; each adds a differentiable discrepancy between a
+source batch and a target batch of features that the encoder then learns to shrink.
+``coral_transform`` needs no training at all: it re-colours frozen source features with the
+target's covariance, and a classifier trained on the result is applied to the target.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+import scipy.linalg
 import torch
 
 from ..objectives import TrainStep
@@ -33,6 +37,35 @@ def mk_mmd(source: torch.Tensor, target: torch.Tensor, multipliers: Sequence[flo
     kernel = sum(torch.exp(-distances / (bandwidth * m + 1e-12)) for m in multipliers)  # (N, N)
     n = len(source)
     return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+
+def coral_transform(source: np.ndarray, target: np.ndarray, ridge: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """CORAL (Sun, Feng & Saenko, AAAI 2016) on frozen features: ``(source_aligned, target_standardized)``.
+
+    Each domain is standardized with its own mean and standard deviation; the source is then
+    whitened with ``(C_s + ridge I)^-1/2`` and re-coloured with ``(C_t + ridge I)^1/2``, so its
+    covariance matches the target's. ``ridge=1`` is the paper's setting. Train on the first
+    array, predict on the second.
+    """
+    source, target = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if source.ndim != 2 or target.ndim != 2 or source.shape[1] != target.shape[1]:
+        raise ValueError(f"coral_transform: expected (N, D) source and (M, D) target features, "
+                         f"got shapes {source.shape} and {target.shape}")
+    if len(source) < 2 or len(target) < 2:
+        raise ValueError("coral_transform: each domain needs at least 2 rows to estimate a covariance")
+    if not ridge > 0:
+        raise ValueError(f"coral_transform: ridge={ridge!r} must be > 0 (it keeps the whitening invertible)")
+
+    def standardize(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean(0)) / np.maximum(x.std(0), 1e-12)
+
+    def covariance(x: np.ndarray) -> np.ndarray:
+        return np.cov(x, rowvar=False) + ridge * np.eye(x.shape[1])  # (D, D)
+
+    source, target = standardize(source), standardize(target)
+    whiten = scipy.linalg.fractional_matrix_power(covariance(source), -0.5).real  # (D, D)
+    recolour = scipy.linalg.fractional_matrix_power(covariance(target), 0.5).real  # (D, D)
+    return source @ whiten @ recolour, target
 
 
 class CORAL(SourceTargetObjective):
