@@ -264,7 +264,8 @@ def merge(directories: list[str], methods: list[str], out: Path) -> None:
             merged["pairs"].setdefault(pair, {}).update(row)
         merged["a_distance"].update(part["a_distance"])
         merged.setdefault("dapt_mlm_loss", {}).update(part.get("dapt_mlm_loss", {}))
-        merged["runs"].append({"dir": directory, "seconds": part.get("seconds"), "command": part["settings"]["command"]})
+        merged["runs"] += part.get("runs") or [  # an earlier merge brings its own runs
+            {"dir": directory, "seconds": part.get("seconds"), "command": part["settings"]["command"]}]
         merged["settings"] = {**part["settings"], "command": " ; ".join(r["command"] for r in merged["runs"])}
     merged["seconds"] = max(r["seconds"] or 0 for r in merged["runs"])  # wall-clock: the runs went side by side
     order = [f"{s}->{t}" for s in DOMAINS for t in DOMAINS if s != t]
@@ -326,6 +327,9 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
               "Fine-tuning MiniLM's top layer at 128 tokens measured ~1-2 s a batch on this shared CPU, "
               "i.e. minutes per fit and hours for 96 fits; the adapter makes one fit take seconds.",
               "- DANN/CORAL/MMD: trade-off 1.0 each (DANN's and DAN's usual setting; Deep CORAL instead sets its weight so the CORAL term is as large as the task loss by the end of training, and at 1.0 its ||C_s - C_t||^2/(4d^2) term is negligible here: 6e-7 against a task loss of 0.42 over the last 10 steps of books->dvd, which is why the CORAL column equals source-only), DANN's warm-up 2/(1+exp(-10p))-1. "
+              "coral_transform: CORAL's closed form (Sun, Feng & Saenko 2016), no training of its own: each "
+              "domain's features standardized, the source's whitened with (C_s + I)^-1/2 and re-coloured with "
+              "(C_t + I)^1/2 (the paper's ridge of 1), then the same adapter and classifier. "
               "Importance weighting: cross-fitted logistic-regression domain classifier; KMM: RBF kernel "
               "(median bandwidth), B=10, cvxopt; both clipped at 10 and normalised to mean 1.",
               f"- DAPT: masked-LM on the first {settings['dapt']['texts']} target reviews ({settings['dapt']}): "
