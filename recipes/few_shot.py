@@ -25,7 +25,7 @@ Training seconds are wall time of training alone (nlptl: ``FitResult.train_secon
 preparing rows and caches; SetFit: ``Trainer.train()``, which counts pair sampling and its
 logistic-regression head); loading the model and scoring are not counted. Systems take turns
 within each seed, so a busy machine slows them alike. Writes few_shot.json and report.md,
-updated after every seed.
+updated after every seed; ``--resume`` keeps the finished seeds and runs the others.
 """
 import argparse
 import json
@@ -120,6 +120,24 @@ def write(out: Path, result: dict) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def resumed(path: Path, result: dict) -> set[int]:
+    """Take the finished seeds of an earlier run into ``result``; exit if it measured something else."""
+    if not path.exists():
+        return set()
+    earlier = json.loads(path.read_text())
+    for field in ("dataset", "shots", "encoder", "evaluation", "settings", "systems"):
+        if earlier.get(field) != result[field]:
+            sys.exit(f"few_shot.py: error: --resume: {path} has {field}={earlier.get(field)!r}, this run "
+                     f"{result[field]!r}; use the same options or another --output")
+    rows = [row for row in earlier["per_seed"] if all(row.get(name) is not None for name in result["systems"])]
+    result["per_seed"] = rows
+    result["command"] = f"{earlier['command']} ; {result['command']}"
+    result["seeds"] = sorted({row["seed"] for row in rows} | set(result["seeds"]))
+    for name in result["systems"]:
+        result[name] = summary(rows, name)
+    return {row["seed"] for row in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
@@ -138,6 +156,9 @@ def main() -> None:
     parser.add_argument("--head-learning-rate", type=float, default=1e-2)
     parser.add_argument("--pairs-per-example", type=int, default=20)
     parser.add_argument("--skip-plain", action="store_true", help="leave out the plain fine-tuning row")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds OUTPUT/few_shot.json already holds (same settings) and run the rest: "
+                             "a long table can be finished over several runs")
     parser.add_argument("--head", default="linear", choices=["linear", "prototype"],
                         help="nlptl's head: a new linear classifier, or trainable prototypes from the shots")
     args = parser.parse_args()
@@ -155,8 +176,11 @@ def main() -> None:
               "command": "python " + " ".join(sys.argv), "per_seed": []}
     errors: dict[str, str] = {}
     out = Path(args.output)
+    done = resumed(out / "few_shot.json", result) if args.resume else set()
     out.mkdir(parents=True, exist_ok=True)
     for turn, seed in enumerate(seeds):
+        if seed in done:
+            continue
         shots = sample_shots(bench.pool, args.shots, seed)
         row = {"seed": seed}
         for name in systems[turn % len(systems):] + systems[: turn % len(systems)]:  # take turns going first
