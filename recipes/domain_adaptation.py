@@ -15,6 +15,10 @@ did over mSDA features) plus a linear classifier — so one fit takes seconds. D
 masked-LM training of MiniLM's top layer on the target text, and its features are the cached
 freeze-line states run through that adapted layer. No setting was tuned on target labels: every
 method trains for a fixed number of epochs and is scored once, at the end.
+
+``--model top_layer`` trains MiniLM's own top layer instead of the adapter (the engine's
+fine-tuning rates, 3 epochs), replaying it on the cached states below it; about a hundred times
+slower a fit than the adapter, so a whole table takes hours on 2 cores.
 """
 import argparse
 import copy
@@ -31,7 +35,7 @@ from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, coral_transf
 from nlptl.adaptation import domain_distance
 from nlptl.adaptation import importance_weights
 from nlptl.data import load_dataset
-from nlptl.encoders.base import pool
+from nlptl.encoders.base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, pool
 from nlptl.encoders.boundary import boundary_states, forward_from_boundary
 from nlptl.heads import ClassificationHead
 from nlptl.runs import resolve_encoder_source
@@ -43,6 +47,10 @@ METHODS = ["source_only", "dann", "coral", "mmd", "coral_transform", "importance
 # float32: the adapter is tiny (bf16 buys nothing) and the committed table was made in float32
 FIT = dict(strategy="top_k", top_k=1, epochs=10, batch_size=256, learning_rate=2e-3, head_learning_rate=2e-3,
            warmup_ratio=0.1, progress=False, mixed_precision="no")
+# --model top_layer: MiniLM's top layer itself trains (over the cached states below it) with a mean-pooled
+# linear head: the engine's fine-tuning rates for a transformer (5e-5, head 1e-3), 3 epochs (the CLI's default)
+TOP_LAYER_FIT = dict(strategy="top_k", top_k=1, epochs=3, batch_size=32, learning_rate=5e-5, head_learning_rate=1e-3,
+                     warmup_ratio=0.1, progress=False)
 OBJECTIVES = {"dann": lambda: DANN(trade_off=1.0), "coral": lambda: CORAL(trade_off=1.0),
               "mmd": lambda: MMD(trade_off=1.0)}
 
@@ -55,6 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--output", required=True, help="writes domain_adaptation.json, report.md, plot PNG here")
     p.add_argument("--encoder", default="minilm", help="encoder name or path (default: all-MiniLM-L6-v2)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per review (default 128)")
+    p.add_argument("--model", default="adapter", choices=["adapter", "top_layer"],
+                   help="what the methods train: a 256-unit adapter over frozen MiniLM vectors (default, seconds a "
+                        "fit) or MiniLM's own top layer over the cached states below it (about a minute a fit)")
     p.add_argument("--dapt-epochs", type=int, default=1, help="masked-LM passes over the target text")
     p.add_argument("--dapt-texts", type=int, default=2000, help="how many target reviews DAPT trains on")
     p.add_argument("--seed", type=int, default=0)
@@ -80,7 +91,8 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def freeze_line_states(encoder, texts: list[str], batch_size: int = 32) -> list[tuple[np.ndarray, dict, torch.Tensor]]:
+def freeze_line_states(encoder, texts: list[str], batch_size: int = 32
+                       ) -> list[tuple[torch.Tensor, dict, torch.Tensor]]:
     """Per length-sorted batch: (row indices, encoder batch, fp16 hidden states below the top layer)."""
     n_frozen = len(encoder.layer_groups()) - 1
     order = np.argsort([len(t) for t in texts])
@@ -89,7 +101,7 @@ def freeze_line_states(encoder, texts: list[str], batch_size: int = 32) -> list[
         index = order[start : start + batch_size]
         batch = encoder.preprocess([texts[i] for i in index])
         states = boundary_states(encoder, batch, n_frozen).features.to(torch.float16)  # (B, L, D)
-        out.append((index, batch, states))
+        out.append((torch.from_numpy(index), batch, states))  # tensors only: loads with weights_only=True
     return out
 
 
@@ -101,27 +113,112 @@ def pooled_from_states(encoder, cached, n_rows: int) -> np.ndarray:
     features = np.zeros((n_rows, encoder.num_features), dtype=np.float32)
     for index, batch, states in cached:
         output = forward_from_boundary(encoder, batch, states.float(), n_frozen)
-        features[index] = pool(output, "mean").numpy()  # (B, D)
+        features[index.numpy()] = pool(output, "mean").numpy()  # (B, D)
     return features
 
 
-def model_over(texts: list[str], vectors: np.ndarray, seed: int) -> nlptl.TransferModel:
+class CachedStatesEncoder(TextEncoder):
+    """A transformer whose frozen layers are replaced by their cached output: only its top layer runs.
+
+    Each text maps to its row of the cached freeze-line states (exact string match, as in
+    ``FeatureTableEncoder``); a batch pads those rows and runs the encoder's top group on them, so
+    ``nlptl.fit`` trains the real top layer without recomputing the five below it.
+    """
+
+    kind = "cached_states"
+
+    def __init__(self, encoder, texts: list[str], rows: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        super().__init__()
+        if len(rows) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(rows)} rows of cached states")
+        self.encoder = copy.deepcopy(encoder)  # its top layer trains; the caller's copy stays as it was
+        self.encoder.requires_grad_(False)
+        self.n_frozen = len(encoder.layer_groups()) - 1
+        self.index = {text: i for i, text in enumerate(texts)}
+        self.rows = rows  # shared, never changed: (ids (L,), fp16 states (L, D)) per text
+        self.max_length = encoder.max_length
+
+    @property
+    def num_features(self) -> int:
+        return self.encoder.num_features
+
+    def tokenize(self, texts):
+        return [TokenizedText([self.index[t]], [(0, len(t))]) for t in texts]
+
+    def build_inputs(self, first, second=None) -> ModelInput:
+        return ModelInput(ids=list(first.ids), type_ids=[0], sequence_ids=[0], offsets=list(first.offsets))
+
+    def collate(self, rows) -> dict[str, torch.Tensor]:
+        return {"row": torch.tensor([row.ids[0] for row in rows], dtype=torch.long)}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        picked = [self.rows[i] for i in batch["row"].tolist()]
+        width = max(len(ids) for ids, _ in picked)
+        ids = torch.zeros(len(picked), width, dtype=torch.long)  # (B, L)
+        mask = torch.zeros(len(picked), width, dtype=torch.long)  # (B, L)
+        hidden = torch.zeros(len(picked), width, picked[0][1].shape[-1])  # (B, L, D)
+        for j, (row_ids, states) in enumerate(picked):
+            ids[j, : len(row_ids)], mask[j, : len(row_ids)], hidden[j, : len(row_ids)] = row_ids, 1, states.float()
+        device = batch["row"].device
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device),
+                  "token_type_ids": torch.zeros_like(ids).to(device)}
+        output = forward_from_boundary(self.encoder, inputs, hidden.to(device), self.n_frozen)
+        return EncoderOutput(features=output.features, mask=mask.to(device).bool())
+
+    def layer_groups(self):
+        groups = self.encoder.layer_groups()
+        return [("cached", [m for _, modules in groups[:-1] for m in modules]), groups[-1]]
+
+    def config(self) -> dict:
+        return {"rows": len(self.rows)}
+
+    @classmethod
+    def _from_saved(cls, directory, config):
+        raise NotImplementedError("a CachedStatesEncoder lives for one recipe run; it is never saved")
+
+
+def state_rows(cached: list[tuple[torch.Tensor, dict, torch.Tensor]], n_rows: int
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One domain's cached batches -> per review (token ids (L,), fp16 states (L, D)), in review order."""
+    rows = [None] * n_rows
+    for index, batch, states in cached:
+        lengths = batch["attention_mask"].sum(1).tolist()
+        for j, i in enumerate(index):
+            rows[int(i)] = (batch["input_ids"][j, : lengths[j]], states[j, : lengths[j]])
+    return rows
+
+
+class TopLayer:
+    """What ``train_and_score`` trains on in ``--model top_layer``: MiniLM over the cached states of some reviews."""
+
+    def __init__(self, encoder, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.encoder, self.rows = encoder, rows
+
+
+def model_over(texts: list[str], vectors, seed: int) -> nlptl.TransferModel:
+    """The adapter over frozen vectors, or (``vectors`` a ``TopLayer``) MiniLM's own top layer."""
     torch.manual_seed(seed)
-    encoder = FeatureTableEncoder(texts, vectors, adapter_size=256)
+    encoder = (CachedStatesEncoder(vectors.encoder, texts, vectors.rows) if isinstance(vectors, TopLayer)
+               else FeatureTableEncoder(texts, vectors, adapter_size=256))
     return nlptl.TransferModel(encoder, ClassificationHead(2, pooling="mean"), labels=["negative", "positive"])
 
 
 def train_and_score(texts, vectors, train, evaluation, seed, **options) -> float:
-    """Fit for FIT's fixed epochs, then score once (no evaluation during training: nothing is selected on it)."""
+    """Fit for fixed epochs, then score once (no evaluation during training: nothing is selected on it)."""
+    top_layer = isinstance(vectors, TopLayer)
     model = model_over(texts, vectors, seed)
-    nlptl.fit(model, train, None, seed=seed, **{**FIT, **options})
-    return float(nlptl.evaluate(model, evaluation, batch_size=512, mixed_precision="no")["accuracy"])
+    fit = TOP_LAYER_FIT if top_layer else FIT
+    nlptl.fit(model, train, None, seed=seed, **{**fit, **options})
+    return float(nlptl.evaluate(model, evaluation, batch_size=512 if not top_layer else 64,
+                                mixed_precision=fit.get("mixed_precision", "auto"))["accuracy"])
 
 
-def run_pair(method, source, target, data, features, dapt_features, seed) -> float:
+def run_pair(method, source, target, data, features, dapt_features, seed, top=None) -> float:
+    """One method on one pair; ``top`` = (encoder, {domain: state rows}) trains MiniLM's top layer instead."""
     src, tgt = data[source], data[target]
     texts = src["text"] + tgt["text"]
-    vectors = np.concatenate([features[source], features[target]])
+    vectors = (TopLayer(top[0], top[1][source] + top[1][target]) if top
+               else np.concatenate([features[source], features[target]]))
     labelled = {"text": src["text"], "label": src["label"]}
     scored = {"text": tgt["text"], "label": tgt["label"]}  # target labels: for scoring only
     unlabelled = {"text": tgt["text"]}
@@ -146,14 +243,15 @@ def run_pair(method, source, target, data, features, dapt_features, seed) -> flo
     raise ValueError(method)
 
 
-def target_supervised(domain, data, features, seed) -> float:
+def target_supervised(domain, data, features, seed, top=None) -> float:
     from sklearn.model_selection import StratifiedKFold
 
     texts, labels = data[domain]["text"], np.asarray(data[domain]["label"])
     scores = []
     for train_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=seed).split(texts, labels):
         pick = lambda idx: {"text": [texts[i] for i in idx], "label": labels[idx].tolist()}
-        scores.append(train_and_score(texts, features[domain], pick(train_idx), pick(test_idx), seed))
+        vectors = TopLayer(top[0], top[1][domain]) if top else features[domain]
+        scores.append(train_and_score(texts, vectors, pick(train_idx), pick(test_idx), seed))
     return float(np.mean(scores))
 
 
@@ -164,6 +262,9 @@ def main(argv=None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         sys.exit(f"domain_adaptation.py: error: unknown methods {unknown}; choose from {METHODS}")
+    if args.model == "top_layer" and {"coral_transform", "dapt"} & set(methods):
+        sys.exit("domain_adaptation.py: error: --model top_layer: coral_transform and dapt work on frozen features "
+                 "(drop them from --methods, or use --model adapter)")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:
@@ -171,7 +272,8 @@ def main(argv=None) -> None:
     results_file = out / "domain_adaptation.json"
     results = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     results.setdefault("pairs", {}), results.setdefault("a_distance", {})
-    results["settings"] = {"encoder": args.encoder, "max_length": args.max_length, "fit": FIT, "seed": args.seed,
+    results["settings"] = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,
+                           "fit": FIT if args.model == "adapter" else TOP_LAYER_FIT, "seed": args.seed,
                            "dapt": {"epochs": args.dapt_epochs, "texts": args.dapt_texts, "train_top_k": 1,
                                     "learning_rate": 1e-4, "batch_size": 16},
                            "command": "python recipes/domain_adaptation.py " + " ".join(sys.argv[1:] if argv is None else argv)}
@@ -190,11 +292,11 @@ def main(argv=None) -> None:
     for d in needed:
         t = time.perf_counter()
         stem = cache_dir / f"{d}-{args.encoder}-{args.max_length}-{args.limit or 'all'}"
-        if Path(f"{stem}.npy").exists() and "dapt" not in methods:  # only DAPT needs the states again
+        if Path(f"{stem}.npy").exists() and "dapt" not in methods and args.model == "adapter":  # states not needed
             features[d] = np.load(f"{stem}.npy")
             continue
         if Path(f"{stem}.pt").exists():
-            cached[d] = torch.load(f"{stem}.pt", weights_only=False)
+            cached[d] = torch.load(f"{stem}.pt", weights_only=True)  # a cache file never runs code
         else:
             cached[d] = freeze_line_states(encoder, data[d]["text"])
             torch.save(cached[d], f"{stem}.pt")
@@ -206,6 +308,7 @@ def main(argv=None) -> None:
             Path(f"{stem}.tmp.npy").replace(f"{stem}.npy")  # atomic: parallel runs never read half a file
         print(f"{d}: {len(features[d])} reviews encoded in {time.perf_counter() - t:.0f} s", flush=True)
     dapt_encoders, dapt_features = {}, {}
+    top = None if args.model == "adapter" else (encoder, {d: state_rows(cached[d], len(data[d]["text"])) for d in needed})
 
     def adapted_features(target, domains):
         """MiniLM after masked-LM training on the target's text: features of ``domains`` (from cached states)."""
@@ -239,13 +342,13 @@ def main(argv=None) -> None:
             t = time.perf_counter()
             if method == "target_supervised":
                 if target not in supervised:
-                    supervised[target] = target_supervised(target, data, features, args.seed)
+                    supervised[target] = target_supervised(target, data, features, args.seed, top)
                 row[method] = supervised[target]
             elif method == "dapt":
                 adapted = {target: adapted_features(target, (source, target))}
                 row[method] = run_pair(method, source, target, data, features, adapted, args.seed)
             else:
-                row[method] = run_pair(method, source, target, data, features, None, args.seed)
+                row[method] = run_pair(method, source, target, data, features, None, args.seed, top)
             print(f"{name:22s} {method:22s} {row[method]:.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
             results["seconds"] = round(time.perf_counter() - started, 1)
             results_file.write_text(json.dumps(results, indent=2))

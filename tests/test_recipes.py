@@ -1,4 +1,4 @@
-"""Recipes whose long tables are measured over several runs: the pieces must join into one honest table."""
+"""Recipe pieces: tables measured over several runs join into one honest table; cached-state replay is exact."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+import nlptl
 
 pytest.importorskip("matplotlib")
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -73,3 +75,34 @@ def test_few_shot_resume_keeps_finished_seeds_and_refuses_other_settings(tmp_pat
     with pytest.raises(SystemExit, match="settings"):
         recipe.resumed(path, few_shot_result([0, 1], {"epochs": 16}))
     assert recipe.resumed(tmp_path / "absent.json", few_shot_result([0])) == set()
+
+
+def test_top_layer_over_cached_states_matches_the_full_encoder_and_trains_only_its_top(tmp_path):
+    """--model top_layer replays MiniLM's top layer on cached states: the output must be the encoder's own."""
+    import torch
+
+    from tests.tiny.transformers import SAMPLE_TEXTS, build_bert
+
+    recipe = load_recipe()
+    encoder, _ = build_bert(tmp_path)
+    encoder.eval()
+    texts = SAMPLE_TEXTS + ["the film was bad", "a good movie"]
+    cached = recipe.freeze_line_states(encoder, texts, batch_size=4)  # two length-sorted batches
+    torch.save(cached, tmp_path / "states.pt")
+    rows = recipe.state_rows(torch.load(tmp_path / "states.pt", weights_only=True), len(texts))
+    replay = recipe.CachedStatesEncoder(encoder, texts, rows)
+    replay.eval()
+    with torch.no_grad():
+        expected = encoder(encoder.preprocess(texts))  # (B, L, D), padded to the longest
+        got = replay(replay.collate([replay.build_inputs(t) for t in replay.tokenize(texts)]))
+    assert torch.equal(got.mask, expected.mask)
+    mask = expected.mask[..., None]
+    torch.testing.assert_close(got.features * mask, expected.features * mask, atol=2e-3, rtol=0)  # fp16 states
+
+    model = recipe.model_over(texts, recipe.TopLayer(encoder, rows), seed=0)
+    nlptl.fit(model, {"text": texts, "label": [0, 1, 0, 1, 0, 1]}, None, **{**recipe.TOP_LAYER_FIT, "epochs": 1})
+    names = {id(p): n for n, p in encoder.named_parameters()}
+    top = {names[id(p)] for m in encoder.layer_groups()[-1][1] for p in m.parameters()}
+    before = dict(encoder.named_parameters())  # the caller's encoder: copied, never trained
+    changed = {n for n, p in model.encoder.encoder.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= top, changed - top
