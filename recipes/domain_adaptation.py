@@ -23,6 +23,7 @@ slower a fit than the adapter, so a whole table takes hours on 2 cores.
 import argparse
 import copy
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -296,7 +297,11 @@ def main(argv=None) -> None:
             features[d] = np.load(f"{stem}.npy")
             continue
         if Path(f"{stem}.pt").exists():
-            cached[d] = torch.load(f"{stem}.pt", weights_only=True)  # a cache file never runs code
+            try:
+                cached[d] = torch.load(f"{stem}.pt", weights_only=True)  # a cache file never runs code
+            except pickle.UnpicklingError as error:
+                sys.exit(f"domain_adaptation.py: error: {stem}.pt holds more than tensors (an older recipe wrote "
+                         f"NumPy arrays there) and is not loaded: move it away to rebuild it ({error})")
         else:
             cached[d] = freeze_line_states(encoder, data[d]["text"])
             torch.save(cached[d], f"{stem}.pt")
