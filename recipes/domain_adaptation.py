@@ -408,7 +408,8 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
             flag = "*" if (v is not None and base is not None and m not in ("source_only", "target_supervised")
                            and v < base) else ""
             cells.append("" if v is None else f"{100 * v:.1f}{flag}")
-        lines.append(f"| {p} | {results['a_distance'].get(p, float('nan')):.2f} | " + " | ".join(cells) + " |")
+        distance = results["a_distance"].get(p)
+        lines.append(f"| {p} | {'' if distance is None else f'{distance:.2f}'} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | | " + " | ".join(f"**{100 * means[m]:.1f}**" for m in methods) + " |")
     counts = {m: sum(m in table[p] for p in pairs) for m in methods}
     if any(c < len(pairs) for c in counts.values()):
@@ -430,10 +431,12 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
     lines += ["", "## Settings and why", "",
               f"- Encoder {settings['encoder']}, max_length {settings['max_length']} (median review ~140 tokens): run "
               "once per domain, keeping the hidden states at the freeze line below the top layer (fp16).",
-              f"- Every method trains the same model with `nlptl.fit`: frozen mean-pooled MiniLM vectors -> a "
-              f"256-unit adapter (Linear+GELU, what the adaptation losses reshape) -> linear classifier; {settings['fit']}. "
-              "Fine-tuning MiniLM's top layer at 128 tokens measured ~1-2 s a batch on this shared CPU, "
-              "i.e. minutes per fit and hours for 96 fits; the adapter makes one fit take seconds.",
+              (f"- Every method trains the same model with `nlptl.fit`: MiniLM's own top layer, replayed on the cached "
+               f"states below it, mean-pooled -> linear classifier (`--model top_layer`); {settings['fit']}."
+               if settings.get("model") == "top_layer" else
+               f"- Every method trains the same model with `nlptl.fit`: frozen mean-pooled MiniLM vectors -> a "
+               f"256-unit adapter (Linear+GELU, what the adaptation losses reshape) -> linear classifier; {settings['fit']}. "
+               "The adapter makes one fit take about a second; MiniLM's top layer (`--model top_layer`) about a minute."),
               "- DANN/CORAL/MMD: trade-off 1.0 each (DANN's and DAN's usual setting; Deep CORAL instead sets its weight so the CORAL term is as large as the task loss by the end of training, and at 1.0 its ||C_s - C_t||^2/(4d^2) term is negligible here: 6e-7 against a task loss of 0.42 over the last 10 steps of books->dvd, which is why the CORAL column equals source-only), DANN's warm-up 2/(1+exp(-10p))-1. "
               "coral_transform: CORAL's closed form (Sun, Feng & Saenko 2016), no training of its own: each "
               "domain's features standardized, the source's whitened with (C_s + I)^-1/2 and re-coloured with "
