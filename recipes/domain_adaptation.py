@@ -34,7 +34,7 @@ import torch
 import nlptl
 from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, coral_transform, domain_adaptive_pretraining
 from nlptl.adaptation import domain_distance
-from nlptl.adaptation import importance_weights
+from nlptl.adaptation import importance_weights, self_training
 from nlptl.data import load_dataset
 from nlptl.encoders.base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, pool
 from nlptl.encoders.boundary import boundary_states, forward_from_boundary
@@ -43,7 +43,7 @@ from nlptl.runs import resolve_encoder_source
 
 DOMAINS = ["books", "dvd", "electronics", "kitchen"]
 METHODS = ["source_only", "dann", "coral", "mmd", "coral_transform", "importance_weighting", "kmm", "dapt",
-           "target_supervised"]
+           "self_training", "target_supervised"]
 # one fit of the adapter + classifier over frozen features (chosen once, the same for every method)
 # float32: the adapter is tiny (bf16 buys nothing) and the committed table was made in float32
 FIT = dict(strategy="top_k", top_k=1, epochs=10, batch_size=256, learning_rate=2e-3, head_learning_rate=2e-3,
@@ -206,16 +206,25 @@ def model_over(texts: list[str], vectors, seed: int) -> nlptl.TransferModel:
 
 def train_and_score(texts, vectors, train, evaluation, seed, **options) -> float:
     """Fit for fixed epochs, then score once (no evaluation during training: nothing is selected on it)."""
-    top_layer = isinstance(vectors, TopLayer)
     model = model_over(texts, vectors, seed)
-    fit = TOP_LAYER_FIT if top_layer else FIT
-    nlptl.fit(model, train, None, seed=seed, **{**fit, **options})
+    nlptl.fit(model, train, None, seed=seed, **{**fit_settings(vectors), **options})
+    return score(model, vectors, evaluation)
+
+
+def fit_settings(vectors) -> dict:
+    return TOP_LAYER_FIT if isinstance(vectors, TopLayer) else FIT
+
+
+def score(model, vectors, evaluation) -> float:
+    top_layer = isinstance(vectors, TopLayer)
     return float(nlptl.evaluate(model, evaluation, batch_size=512 if not top_layer else 64,
-                                mixed_precision=fit.get("mixed_precision", "auto"))["accuracy"])
+                                mixed_precision=fit_settings(vectors).get("mixed_precision", "auto"))["accuracy"])
 
 
-def run_pair(method, source, target, data, features, dapt_features, seed, top=None) -> float:
-    """One method on one pair; ``top`` = (encoder, {domain: state rows}) trains MiniLM's top layer instead."""
+def run_pair(method, source, target, data, features, dapt_features, seed, top=None, log=None) -> float:
+    """One method on one pair; ``top`` = (encoder, {domain: state rows}) trains MiniLM's top layer instead.
+
+    ``log``: a dict the method may record its diagnostics in (self-training's pseudo-label rounds)."""
     src, tgt = data[source], data[target]
     texts = src["text"] + tgt["text"]
     vectors = (TopLayer(top[0], top[1][source] + top[1][target]) if top
@@ -238,6 +247,14 @@ def run_pair(method, source, target, data, features, dapt_features, seed, top=No
         print(f"    {method}: effective sample size {info['effective_sample_size']:.0f} of {info['rows']}")
         return train_and_score(texts, vectors, {**labelled, "weight": weights.tolist()}, scored, seed,
                                weight_column="weight")
+    if method == "self_training":  # target labels passed only to report the pseudo-labels' accuracy
+        result = self_training(lambda: model_over(texts, vectors, seed), labelled, tgt["text"],
+                               true_labels=tgt["label"], seed=seed, **fit_settings(vectors))
+        print("    self_training rounds: " + ", ".join(
+            f"{r['pseudo_rows']} pseudo-labels ({100 * r['pseudo_accuracy']:.1f}% right)" for r in result.rounds))
+        if log is not None:
+            log["self_training_rounds"] = result.rounds
+        return score(result.model, vectors, scored)
     if method == "dapt":
         adapted = dapt_features[target]
         return train_and_score(texts, np.concatenate([adapted[source], adapted[target]]), labelled, scored, seed)
@@ -273,11 +290,17 @@ def main(argv=None) -> None:
     results_file = out / "domain_adaptation.json"
     results = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     results.setdefault("pairs", {}), results.setdefault("a_distance", {})
-    results["settings"] = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,
+    settings = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,
                            "fit": FIT if args.model == "adapter" else TOP_LAYER_FIT, "seed": args.seed,
                            "dapt": {"epochs": args.dapt_epochs, "texts": args.dapt_texts, "train_top_k": 1,
                                     "learning_rate": 1e-4, "batch_size": 16},
                            "command": "python recipes/domain_adaptation.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    stored = results.get("settings", {})
+    for key in ("encoder", "max_length", "model", "fit", "seed", "dapt"):
+        if key in stored and stored[key] != settings[key]:  # --resume must not mix rows made otherwise
+            sys.exit(f"domain_adaptation.py: error: --resume: {results_file} was made with {key}={stored[key]!r}, "
+                     f"this run has {key}={settings[key]!r}; use the same settings or another --output")
+    results["settings"] = settings
     needed = sorted({d for pair in pairs for d in pair})
     data = {d: load_dataset("amazon_reviews", domain=d, data_dir=args.data_dir)["train"].to_dict() for d in needed}
     if args.limit:  # both classes: the files hold the negative reviews first
@@ -353,14 +376,24 @@ def main(argv=None) -> None:
                 adapted = {target: adapted_features(target, (source, target))}
                 row[method] = run_pair(method, source, target, data, features, adapted, args.seed)
             else:
-                row[method] = run_pair(method, source, target, data, features, None, args.seed, top)
+                log = {}
+                row[method] = run_pair(method, source, target, data, features, None, args.seed, top, log)
+                for key, value in log.items():
+                    results.setdefault(key, {})[name] = value
             print(f"{name:22s} {method:22s} {row[method]:.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
             results["seconds"] = round(time.perf_counter() - started, 1)
-            results_file.write_text(json.dumps(results, indent=2))
+            write_json(results_file, results)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results_file.write_text(json.dumps(results, indent=2))
+    write_json(results_file, results)
     write_report(results, methods, out)
     print(f"wrote {results_file} and {out / 'report.md'} ({results['seconds']:.0f} s)")
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Staged, then renamed: a run stopped mid-write leaves the last whole table, never half of one."""
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(value, indent=2))
+    staging.replace(path)
 
 
 def merge(directories: list[str], methods: list[str], out: Path) -> None:
@@ -371,7 +404,8 @@ def merge(directories: list[str], methods: list[str], out: Path) -> None:
         for pair, row in part["pairs"].items():
             merged["pairs"].setdefault(pair, {}).update(row)
         merged["a_distance"].update(part["a_distance"])
-        merged.setdefault("dapt_mlm_loss", {}).update(part.get("dapt_mlm_loss", {}))
+        for key in ("dapt_mlm_loss", "self_training_rounds"):
+            merged.setdefault(key, {}).update(part.get(key, {}))
         merged["runs"] += part.get("runs") or [  # an earlier merge brings its own runs
             {"dir": directory, "seconds": part.get("seconds"), "command": part["settings"]["command"]}]
         merged["settings"] = {**part["settings"], "command": " ; ".join(r["command"] for r in merged["runs"])}
@@ -379,9 +413,42 @@ def merge(directories: list[str], methods: list[str], out: Path) -> None:
     order = [f"{s}->{t}" for s in DOMAINS for t in DOMAINS if s != t]
     merged["pairs"] = {p: merged["pairs"][p] for p in order if p in merged["pairs"]}
     present = [m for m in methods if any(m in row for row in merged["pairs"].values())]
-    (out / "domain_adaptation.json").write_text(json.dumps(merged, indent=2))
+    write_json(out / "domain_adaptation.json", merged)
     write_report(merged, present, out)
     print(f"merged {len(directories)} runs into {out}")
+
+
+def method_notes(results: dict, methods: list[str]) -> list[str]:
+    """The report's settings bullets for the methods it shows (and only those)."""
+    settings, notes = results["settings"], []
+    if {"dann", "coral", "mmd"} & set(methods):
+        notes.append("- DANN/CORAL/MMD: trade-off 1.0 each (DANN's and DAN's usual setting; Deep CORAL instead sets its "
+                     "weight so the CORAL term is as large as the task loss by the end of training, and at 1.0 its "
+                     "||C_s - C_t||^2/(4d^2) term is negligible here: 6e-7 against a task loss of 0.42 over the last 10 "
+                     "steps of books->dvd with the adapter, which is why its CORAL column equals source-only), DANN's "
+                     "warm-up 2/(1+exp(-10p))-1.")
+    if "coral_transform" in methods:
+        notes.append("- coral_transform: CORAL's closed form (Sun, Feng & Saenko 2016), no training of its own: each "
+                     "domain's features standardized, the source's whitened with (C_s + I)^-1/2 and re-coloured with "
+                     "(C_t + I)^1/2 (the paper's ridge of 1), then the same adapter and classifier.")
+    if {"importance_weighting", "kmm"} & set(methods):
+        notes.append("- Importance weighting: cross-fitted logistic-regression domain classifier; KMM: RBF kernel "
+                     "(median bandwidth), B=10, cvxopt; both clipped at 10 and normalised to mean 1.")
+    if "dapt" in methods:
+        notes.append(f"- DAPT: masked-LM on the first {settings['dapt']['texts']} target reviews ({settings['dapt']}): "
+                     "MiniLM's top layer + a new MLM head tied to the input embeddings (the checkpoint has none); "
+                     "features = the cached freeze-line states run through the adapted top layer.")
+    if "self_training" in methods:
+        rounds = list(results.get("self_training_rounds", {}).values())
+        share = lambda i: np.mean([r[i]["pseudo_accuracy"] for r in rounds]) if rounds else float("nan")
+        fractions = ", ".join(f"{r['fraction']:.0%}" for r in rounds[0]) if rounds else "20%, 40%, 60%"
+        notes.append(f"- self_training (Ruder & Plank 2018; class-balanced as in CBST, Zou et al. 2018): fit on the "
+                     f"source, then {len(rounds[0]) if rounds else 3} rounds, each labelling the target with the last "
+                     f"model, keeping the surest {fractions} of the rows predicted for each class and fitting a fresh "
+                     f"model on source + those rows. Settings chosen before any run, not tuned. The pseudo-labels were "
+                     + ", ".join(f"{100 * share(i):.1f}%" for i in range(len(rounds[0]) if rounds else 0))
+                     + " right on average over the pairs, by round (target labels used only for this diagnostic).")
+    return notes
 
 
 def write_report(results: dict, methods: list[str], out: Path) -> None:
@@ -437,15 +504,7 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
                f"- Every method trains the same model with `nlptl.fit`: frozen mean-pooled MiniLM vectors -> a "
                f"256-unit adapter (Linear+GELU, what the adaptation losses reshape) -> linear classifier; {settings['fit']}. "
                "The adapter makes one fit take about a second; MiniLM's top layer (`--model top_layer`) about a minute."),
-              "- DANN/CORAL/MMD: trade-off 1.0 each (DANN's and DAN's usual setting; Deep CORAL instead sets its weight so the CORAL term is as large as the task loss by the end of training, and at 1.0 its ||C_s - C_t||^2/(4d^2) term is negligible here: 6e-7 against a task loss of 0.42 over the last 10 steps of books->dvd, which is why the CORAL column equals source-only), DANN's warm-up 2/(1+exp(-10p))-1. "
-              "coral_transform: CORAL's closed form (Sun, Feng & Saenko 2016), no training of its own: each "
-              "domain's features standardized, the source's whitened with (C_s + I)^-1/2 and re-coloured with "
-              "(C_t + I)^1/2 (the paper's ridge of 1), then the same adapter and classifier. "
-              "Importance weighting: cross-fitted logistic-regression domain classifier; KMM: RBF kernel "
-              "(median bandwidth), B=10, cvxopt; both clipped at 10 and normalised to mean 1.",
-              f"- DAPT: masked-LM on the first {settings['dapt']['texts']} target reviews ({settings['dapt']}): "
-              "MiniLM's top layer + a new MLM head tied to the input embeddings (the checkpoint has none); "
-              "features = the cached freeze-line states run through the adapted top layer.",
+              *method_notes(results, methods),
               "- No setting was tuned on target labels; each method is scored once after its last epoch.",
               "", "![mean accuracy per method](domain_adaptation.png)"]
     (out / "report.md").write_text("\n".join(lines) + "\n")

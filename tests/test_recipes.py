@@ -49,6 +49,21 @@ def test_merging_a_merged_table_keeps_every_run_and_later_rows_replace_earlier_o
     assert (final / "domain_adaptation.png").exists()
 
 
+def test_domain_adaptation_resume_refuses_a_table_made_with_another_model_and_leaves_it_as_it_was(tmp_path):
+    recipe = load_recipe()
+    out = tmp_path / "table"
+    write_part(out, {"books->dvd": {"source_only": 0.70}}, 60.0, "run top")
+    stored = json.loads((out / "domain_adaptation.json").read_text())
+    stored["settings"].update(model="top_layer", fit=recipe.TOP_LAYER_FIT)
+    stored["settings"]["dapt"] = {"epochs": 1, "texts": 2000, "train_top_k": 1, "learning_rate": 1e-4, "batch_size": 16}
+    (out / "domain_adaptation.json").write_text(json.dumps(stored))
+    before = (out / "domain_adaptation.json").read_bytes()
+    with pytest.raises(SystemExit, match="model='top_layer'.*model='adapter'"):
+        recipe.main(["--data-dir", str(tmp_path / "no-data"), "--pairs", "books->dvd", "--methods", "source_only",
+                     "--output", str(out), "--resume"])  # the default model is the adapter
+    assert (out / "domain_adaptation.json").read_bytes() == before
+
+
 def few_shot_result(seeds, settings=None) -> dict:
     return {"dataset": "sst2", "shots": 8, "seeds": seeds, "encoder": "minilm", "evaluation": "872 rows",
             "settings": settings or {"epochs": 8}, "systems": ["nlptl", "setfit"], "command": "python later",

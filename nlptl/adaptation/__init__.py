@@ -4,7 +4,8 @@ Objectives for ``nlptl.fit(model, {"source": labelled, "target": texts}, ...)``:
 ``CORAL``, ``MMD``; ``coral_transform`` is CORAL's closed form on frozen features. Instance
 transfer: ``importance_weights`` (domain classifier or KMM) for
 ``fit(..., weight_column=...)``, ``TrAdaBoost`` for a few target labels. ``domain_adaptive_pretraining``
-continues masked-LM training on target text; ``domain_distance`` says how far apart two domains are.
+continues masked-LM training on target text; ``self_training`` fits on the target's confident
+pseudo-labels; ``domain_distance`` says how far apart two domains are.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .dann import DANN, DomainDiscriminator, reverse_gradient, warm_up
 from .dapt import DAPTResult, domain_adaptive_pretraining, masked_lm_for
 from .distance import domain_distance
 from .paired import SourceTargetObjective
+from .self_training import SelfTrainingResult, self_training
 from .table import FeatureTableEncoder
 from .tradaboost import TrAdaBoost
 from .weights import effective_sample_size, importance_weights
@@ -42,5 +44,5 @@ def weights_method_for(name: str) -> str:
 
 __all__ = ["DANN", "CORAL", "MMD", "SourceTargetObjective", "DomainDiscriminator", "reverse_gradient", "warm_up",
            "coral_distance", "coral_transform", "mk_mmd", "importance_weights", "effective_sample_size", "TrAdaBoost",
-           "domain_distance", "domain_adaptive_pretraining", "masked_lm_for", "DAPTResult", "FeatureTableEncoder",
+           "domain_distance", "domain_adaptive_pretraining", "self_training", "SelfTrainingResult", "masked_lm_for", "DAPTResult", "FeatureTableEncoder",
            "objective_for", "weights_method_for", "OBJECTIVES", "WEIGHTINGS", "ADAPTATIONS"]
