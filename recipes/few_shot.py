@@ -99,7 +99,9 @@ def summary(per_seed: list[dict], name: str) -> dict:
 
 
 def write(out: Path, result: dict) -> None:
-    (out / "few_shot.json").write_text(json.dumps(result, indent=2))
+    staging = out / "few_shot.json.tmp"  # staged, then renamed: a run stopped mid-write keeps its last whole table
+    staging.write_text(json.dumps(result, indent=2))
+    staging.replace(out / "few_shot.json")
     lines = [f"# {result['dataset']}, {result['shots']} examples per class, seeds {result['seeds']}", "",
              f"Command: `{result['command']}`", "", f"Scored on {result['evaluation']}. Encoder: {result['encoder']}.",
              f"nlptl settings: `{json.dumps(result['settings'])}`.", "",

@@ -385,3 +385,21 @@ def test_self_training_names_bad_arguments():
         self_training(lambda: model, {"text": source["text"]}, target["text"])
     with pytest.raises(ValueError, match="target_texts is empty"):
         self_training(lambda: model, source, [])
+
+
+def test_self_training_with_an_objective_gives_every_fit_a_fresh_one_over_source_and_target():
+    made = []
+
+    def make_mmd():
+        made.append(MMD(trade_off=1.0))
+        return made[-1]
+
+    def new_model():
+        return shifted_table(n=64)[0]
+
+    _, source, target = shifted_table(n=64)
+    result = self_training(new_model, source, target["text"], fractions=(0.3, 0.6), make_objective=make_mmd,
+                           strategy="top_k", top_k=1, epochs=2, batch_size=32, progress=False)
+    assert len(made) == 3 and len({id(o) for o in made}) == 3  # the source fit + one per round
+    assert [r["pseudo_rows"] > 0 for r in result.rounds] == [True, True]
+    assert result.rounds[0]["pseudo_accuracy"] is None  # no true labels given

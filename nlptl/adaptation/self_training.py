@@ -5,7 +5,8 @@ reviews). Round 0 fits on the labelled source alone. Each later round predicts t
 target, keeps the most confident ``fraction`` of the rows predicted for each class (class-balanced,
 as in CBST, Zou et al. 2018: a class the source favours cannot swamp the rest) and fits a fresh
 model on source + those pseudo-labelled rows. The fraction grows round by round, so the model
-first learns from the target rows it is surest of.
+first learns from the target rows it is surest of. With ``make_objective`` (e.g. ``MMD``) every fit
+also aligns the source and target features, as the objective does on its own.
 """
 from __future__ import annotations
 
@@ -27,13 +28,16 @@ class SelfTrainingResult:
 
 def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[Any]], target_texts: Sequence[str],
                   fractions: Sequence[float] = DEFAULT_FRACTIONS, true_labels: Sequence[Any] | None = None,
-                  predict_batch_size: int = 256, **fit_options: Any) -> SelfTrainingResult:
+                  predict_batch_size: int = 256, make_objective: Callable[[], Any] | None = None,
+                  **fit_options: Any) -> SelfTrainingResult:
     """Fit ``new_model()`` on ``labelled``, then once per fraction on labelled + pseudo-labelled target rows.
 
     ``new_model``: returns a fresh, untrained ``TransferModel`` with a classification head (called
     once per round, so no round inherits the last one's weights). ``labelled``: columns ``text``
     and ``label``. ``true_labels`` (the target's, never used for training) only reports how
-    accurate each round's pseudo-labels were. ``fit_options`` go to every ``nlptl.fit`` call.
+    accurate each round's pseudo-labels were. ``make_objective``: returns a fresh source/target
+    objective (``DANN``, ``CORAL``, ``MMD``) for each fit, which then trains on ``{"source": labelled
+    + pseudo-labelled rows, "target": target_texts}``. ``fit_options`` go to every ``nlptl.fit`` call.
     """
     from .. import fit
 
@@ -50,8 +54,15 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
     if true_labels is not None and len(true_labels) != len(texts):
         raise ValueError(f"true_labels has {len(true_labels)} rows but target_texts {len(texts)}; give one per text")
 
-    model = new_model()
-    fit(model, dict(labelled), **fit_options)
+    def train(rows: dict) -> Any:
+        model = new_model()
+        if make_objective is None:
+            fit(model, rows, **fit_options)
+        else:
+            fit(model, {"source": rows, "target": {"text": texts}}, objective=make_objective(), **fit_options)
+        return model
+
+    model = train({"text": list(labelled["text"]), "label": list(labelled["label"])})
     rounds = []
     for fraction in fractions:
         _, probs = model.predict(texts, batch_size=predict_batch_size, return_probabilities=True)  # (N, C)
@@ -64,8 +75,7 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
         if true_labels is not None:
             agreement = float(np.mean([str(true_labels[i]) == str(p) for i, p in zip(rows, pseudo)]))
         rounds.append({"fraction": fraction, "pseudo_rows": int(len(rows)), "pseudo_accuracy": agreement})
-        model = new_model()
-        fit(model, {"text": list(labelled["text"]) + [texts[i] for i in rows],
-                    "label": list(labelled["label"]) + pseudo}, **fit_options)
+        model = train({"text": list(labelled["text"]) + [texts[i] for i in rows],
+                       "label": list(labelled["label"]) + pseudo})
     model.eval()
     return SelfTrainingResult(model, rounds)
