@@ -397,7 +397,10 @@ def test_self_training_with_an_objective_gives_every_fit_a_fresh_one_over_source
     def new_model():
         return shifted_table(n=64)[0]
 
+    import datasets
+
     _, source, target = shifted_table(n=64)
+    source = datasets.Dataset.from_dict(source)  # a Dataset works as well as a dict of columns
     result = self_training(new_model, source, target["text"], fractions=(0.3, 0.6), make_objective=make_mmd,
                            strategy="top_k", top_k=1, epochs=2, batch_size=32, progress=False)
     assert len(made) == 3 and len({id(o) for o in made}) == 3  # the source fit + one per round

@@ -33,17 +33,20 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
     """Fit ``new_model()`` on ``labelled``, then once per fraction on labelled + pseudo-labelled target rows.
 
     ``new_model``: returns a fresh, untrained ``TransferModel`` with a classification head (called
-    once per round, so no round inherits the last one's weights). ``labelled``: columns ``text``
-    and ``label``. ``true_labels`` (the target's, never used for training) only reports how
-    accurate each round's pseudo-labels were. ``make_objective``: returns a fresh source/target
+    once per round, so no round inherits the last one's weights). ``labelled``: a dict of columns
+    or a ``datasets.Dataset`` with ``text`` and ``label``. ``true_labels`` (the target's, in the same
+    form as the source labels; never used for training) only reports how accurate each round's
+    pseudo-labels were. ``make_objective``: returns a fresh source/target
     objective (``DANN``, ``CORAL``, ``MMD``) for each fit, which then trains on ``{"source": labelled
     + pseudo-labelled rows, "target": target_texts}``. ``fit_options`` go to every ``nlptl.fit`` call.
     """
     from .. import fit
 
+    columns = list(getattr(labelled, "column_names", None) or labelled)
     for column in ("text", "label"):
-        if column not in labelled:
-            raise ValueError(f"labelled has no {column!r} column (it has {sorted(labelled)}); give text and label")
+        if column not in columns:
+            raise ValueError(f"labelled has no {column!r} column (it has {columns}); give text and label")
+    source_texts, source_labels = list(labelled["text"]), list(labelled["label"])
     texts = list(target_texts)
     if not texts:
         raise ValueError("target_texts is empty: self-training needs unlabelled target texts to label")
@@ -62,20 +65,19 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
             fit(model, {"source": rows, "target": {"text": texts}}, objective=make_objective(), **fit_options)
         return model
 
-    model = train({"text": list(labelled["text"]), "label": list(labelled["label"])})
+    model = train({"text": source_texts, "label": source_labels})
     rounds = []
     for fraction in fractions:
         _, probs = model.predict(texts, batch_size=predict_batch_size, return_probabilities=True)  # (N, C)
         # log-probabilities at temperature 1: select_pseudo_labels' softmax gives back the probabilities
         rows, ids = select_pseudo_labels(np.log(np.clip(probs, 1e-12, None)), top_fraction=fraction, temperature=1.0)
         names = model.labels or list(range(probs.shape[1]))
-        as_names = bool(labelled["label"]) and isinstance(labelled["label"][0], str)
+        as_names = bool(source_labels) and isinstance(source_labels[0], str)
         pseudo = [names[j] if as_names else int(j) for j in ids]
         agreement = None
         if true_labels is not None:
             agreement = float(np.mean([str(true_labels[i]) == str(p) for i, p in zip(rows, pseudo)]))
         rounds.append({"fraction": fraction, "pseudo_rows": int(len(rows)), "pseudo_accuracy": agreement})
-        model = train({"text": list(labelled["text"]) + [texts[i] for i in rows],
-                       "label": list(labelled["label"]) + pseudo})
+        model = train({"text": source_texts + [texts[i] for i in rows], "label": source_labels + pseudo})
     model.eval()
     return SelfTrainingResult(model, rounds)
