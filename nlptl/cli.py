@@ -44,7 +44,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lstm-hidden", type=int, help="token classification: a BiLSTM of this width per direction")
     model.add_argument("--baseline", choices=[b for b in BASELINES if b], help="train a baseline instead")
     model.add_argument("--adaptation", choices=ADAPTATIONS,
-                       help="domain adaptation to --unlabeled-file: dann, coral, mmd, or importance/kmm weights")
+                       help="domain adaptation to --unlabeled-file: dann, coral, mmd, importance/kmm weights, or "
+                            "self_training (fits on the target's confident pseudo-labels; 4 fits)")
     model.add_argument("--method", choices=["contrastive"],
                        help="few-shot: contrastive pairs, then the head refitted by logistic regression; its "
                             "defaults are --epochs 8 --learning-rate 1e-4 --head-learning-rate 1e-2")

@@ -66,7 +66,8 @@ class RunConfig(TrainConfig):
     hidden_size: int | None = None
     lstm_hidden: int | None = None  # token classification: a BiLSTM of this width per direction
     baseline: str | None = None
-    adaptation: str | None = None  # with unlabeled_file: dann, coral, mmd (objectives) or importance, kmm (weights)
+    adaptation: str | None = None  # with unlabeled_file: dann, coral, mmd (objectives), importance, kmm (weights)
+    # or self_training (rounds of fits on the target's confident pseudo-labels)
     method: str | None = None  # few-shot training method: "contrastive" (SetFit-style pairs + head)
     # training: every TrainConfig field (strategy, epochs, learning_rate, seed, ...)
 
@@ -84,6 +85,9 @@ class RunConfig(TrainConfig):
 
         if self.adaptation is not None and self.adaptation not in ADAPTATIONS:
             raise ValueError(f"unknown adaptation {self.adaptation!r}; choose one of {', '.join(ADAPTATIONS)}")
+        if self.adaptation == "self_training" and self.task != "text-classification":
+            raise ValueError(f"adaptation='self_training' pseudo-labels whole texts: it needs task="
+                             f"'text-classification', not {self.task!r}; use dann, coral or mmd for {self.task}")
         if (self.adaptation is None) != (self.unlabeled_file is None):
             raise ValueError("adaptation and unlabeled_file go together: --adaptation METHOD adapts to the text "
                              "of --unlabeled-file FILE")
@@ -263,11 +267,29 @@ def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
     model = build_model(config, train, evaluation)
     training = TrainConfig.from_kwargs(TrainConfig(**training_fields(config)),
                                        columns={**head_class(config.task).run_columns(train), **config.columns})
-    train_data, objective, training = _transfer_method(config, model, train, training)
-    result = fit(model, train_data, evaluation, config=training, objective=objective)
+    if config.adaptation == "self_training":
+        model, result = _self_train(config, model, train, evaluation, training)
+    else:
+        train_data, objective, training = _transfer_method(config, model, train, training)
+        result = fit(model, train_data, evaluation, config=training, objective=objective)
     model.eval()
     predictions = model.head.predictions_record(model, evaluation, batch_size=config.batch_size * 2)
     return asdict(result), predictions
+
+
+def _self_train(config: RunConfig, model, train, evaluation, training: TrainConfig):
+    """--adaptation self_training: rounds of fits on the target's pseudo-labels; only the last writes the run."""
+    from .adaptation import self_training
+
+    fresh = [model]  # the first round uses the model already built; later rounds build their own
+    rounds = dataclasses.replace(training, output_dir=None, resume=False, overwrite=False)
+    started = time.perf_counter()
+    done = self_training(lambda: fresh.pop() if fresh else build_model(config, train, evaluation),
+                         train, load_unlabeled(config)["text"], config=rounds,
+                         final_fit_options={"config": training, "eval_data": evaluation})
+    done.fit.extra["self_training_rounds"] = done.rounds
+    done.fit.train_seconds = time.perf_counter() - started  # all rounds, not just the last fit
+    return done.model, done.fit
 
 
 def _transfer_method(config: RunConfig, model, train, training: TrainConfig):

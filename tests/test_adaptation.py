@@ -406,3 +406,26 @@ def test_self_training_with_an_objective_gives_every_fit_a_fresh_one_over_source
     assert len(made) == 3 and len({id(o) for o in made}) == 3  # the source fit + one per round
     assert [r["pseudo_rows"] > 0 for r in result.rounds] == [True, True]
     assert result.rounds[0]["pseudo_accuracy"] is None  # no true labels given
+
+
+def test_self_training_stops_with_a_clear_error_when_the_source_model_predicts_one_class_for_the_target():
+    rng = np.random.default_rng(0)
+    source = rng.normal(0, 1, (32, 4))
+    texts = [f"s{i}" for i in range(32)] + [f"t{i}" for i in range(8)]
+    table = np.concatenate([source, np.ones((8, 4))]).astype(np.float32)  # every target text looks the same
+
+    def new_model():
+        return nlptl.TransferModel(FeatureTableEncoder(texts, table, adapter_size=4), ClassificationHead(2),
+                                   labels=["negative", "positive"])
+
+    with pytest.raises(ValueError, match="round 1: the model predicts one class for all 8 target texts"):
+        self_training(new_model, {"text": texts[:32], "label": (source[:, 0] > 0).astype(int).tolist()}, texts[32:],
+                      strategy="top_k", top_k=1, epochs=1, progress=False)
+
+
+def test_self_training_through_a_run_config_is_for_text_classification_only(tmp_path):
+    from nlptl.runs import RunConfig
+
+    with pytest.raises(ValueError, match="self_training.*text-classification"):
+        RunConfig(output_dir=str(tmp_path / "run"), task="token-classification", dataset="conll2003",
+                  encoder="minilm", adaptation="self_training", unlabeled_file="target.txt")

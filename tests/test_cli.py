@@ -358,6 +358,8 @@ def test_traceback_on_request_with_nlptl_debug(bert_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags", [["--adaptation", "coral"], ["--adaptation", "importance"],
+                                   ["--adaptation", "self_training", "--epochs", "20", "--learning-rate", "0.05",
+                                    "--head-learning-rate", "0.05"],  # a source model that predicts both classes
                                    ["--shots", "4", "--method", "contrastive"]])
 def test_train_with_adaptation_or_few_shot_flags(tmp_path, flags):
     glove = write_glove(tmp_path)
@@ -378,6 +380,10 @@ def test_train_with_adaptation_or_few_shot_flags(tmp_path, flags):
         assert metrics["extra"]["objective"]["name"] == "CORAL" and set(metrics["extra"]["sources"]) == {"source", "target"}
     elif flags[1] == "importance":
         assert config["applied"]["weight_column"] == "importance_weight"
+    elif flags[1] == "self_training":  # three rounds on the target's pseudo-labels; the last fit is the run's
+        rounds = metrics["extra"]["self_training_rounds"]
+        assert [r["fraction"] for r in rounds] == [0.2, 0.4, 0.6] and all(r["pseudo_rows"] > 0 for r in rounds)
+        assert (tmp_path / "run" / "log.jsonl").exists() and config["applied"]["epochs"] == 20
     else:
         assert metrics["extra"]["objective"]["name"] == "ContrastivePairs" and metrics["train_size"] == 8
         # the few-shot defaults fill what the command left out; --epochs 2, given, is kept

@@ -21,10 +21,11 @@ from .table import FeatureTableEncoder
 from .tradaboost import TrAdaBoost
 from .weights import effective_sample_size, importance_weights
 
-#: the objectives ``--adaptation`` names (importance / kmm are weights, not objectives: see weights_for)
+#: the objectives ``--adaptation`` names (importance / kmm are weights, not objectives: see weights_for;
+#: self_training is rounds of fits on pseudo-labels: see ``self_training``)
 OBJECTIVES = {"dann": DANN, "coral": CORAL, "mmd": MMD}
 WEIGHTINGS = {"importance": "classifier", "kmm": "kmm"}
-ADAPTATIONS = (*OBJECTIVES, *WEIGHTINGS)
+ADAPTATIONS = (*OBJECTIVES, *WEIGHTINGS, "self_training")
 
 
 def objective_for(name: str, **options: Any) -> SourceTargetObjective:

@@ -24,12 +24,13 @@ DEFAULT_FRACTIONS = (0.2, 0.4, 0.6)
 class SelfTrainingResult:
     model: Any  # the TransferModel of the last round
     rounds: list[dict] = field(default_factory=list)  # per round: fraction, pseudo_rows, pseudo_accuracy
+    fit: Any = None  # the last round's FitResult
 
 
 def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[Any]], target_texts: Sequence[str],
                   fractions: Sequence[float] = DEFAULT_FRACTIONS, true_labels: Sequence[Any] | None = None,
                   predict_batch_size: int = 256, make_objective: Callable[[], Any] | None = None,
-                  **fit_options: Any) -> SelfTrainingResult:
+                  final_fit_options: Mapping[str, Any] | None = None, **fit_options: Any) -> SelfTrainingResult:
     """Fit ``new_model()`` on ``labelled``, then once per fraction on labelled + pseudo-labelled target rows.
 
     ``new_model``: returns a fresh, untrained ``TransferModel`` with a classification head (called
@@ -38,7 +39,8 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
     form as the source labels; never used for training) only reports how accurate each round's
     pseudo-labels were. ``make_objective``: returns a fresh source/target
     objective (``DANN``, ``CORAL``, ``MMD``) for each fit, which then trains on ``{"source": labelled
-    + pseudo-labelled rows, "target": target_texts}``. ``fit_options`` go to every ``nlptl.fit`` call.
+    + pseudo-labelled rows, "target": target_texts}``. ``fit_options`` go to every ``nlptl.fit`` call;
+    ``final_fit_options`` override them for the last one (the CLI gives only it the run directory).
     """
     from .. import fit
 
@@ -57,18 +59,21 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
     if true_labels is not None and len(true_labels) != len(texts):
         raise ValueError(f"true_labels has {len(true_labels)} rows but target_texts {len(texts)}; give one per text")
 
-    def train(rows: dict) -> Any:
+    def train(rows: dict, last: bool) -> tuple[Any, Any]:
         model = new_model()
+        options = {**fit_options, **(final_fit_options or {})} if last else fit_options
         if make_objective is None:
-            fit(model, rows, **fit_options)
-        else:
-            fit(model, {"source": rows, "target": {"text": texts}}, objective=make_objective(), **fit_options)
-        return model
+            return model, fit(model, rows, **options)
+        return model, fit(model, {"source": rows, "target": {"text": texts}}, objective=make_objective(), **options)
 
-    model = train({"text": source_texts, "label": source_labels})
+    model, result = train({"text": source_texts, "label": source_labels}, last=False)
     rounds = []
-    for fraction in fractions:
+    for n, fraction in enumerate(fractions, 1):
         _, probs = model.predict(texts, batch_size=predict_batch_size, return_probabilities=True)  # (N, C)
+        if len(np.unique(probs.argmax(1))) < 2:
+            raise ValueError(f"self-training round {n}: the model predicts one class for all {len(texts)} target "
+                             "texts, so there is nothing to pseudo-label both ways; train longer (epochs), check "
+                             "that the target texts are the task's kind, or use another adaptation")
         # log-probabilities at temperature 1: select_pseudo_labels' softmax gives back the probabilities
         rows, ids = select_pseudo_labels(np.log(np.clip(probs, 1e-12, None)), top_fraction=fraction, temperature=1.0)
         names = model.labels or list(range(probs.shape[1]))
@@ -78,6 +83,7 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
         if true_labels is not None:
             agreement = float(np.mean([str(true_labels[i]) == str(p) for i, p in zip(rows, pseudo)]))
         rounds.append({"fraction": fraction, "pseudo_rows": int(len(rows)), "pseudo_accuracy": agreement})
-        model = train({"text": source_texts + [texts[i] for i in rows], "label": source_labels + pseudo})
+        model, result = train({"text": source_texts + [texts[i] for i in rows], "label": source_labels + pseudo},
+                              last=n == len(fractions))
     model.eval()
-    return SelfTrainingResult(model, rounds)
+    return SelfTrainingResult(model, rounds, result)
