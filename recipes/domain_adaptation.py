@@ -292,12 +292,12 @@ def main(argv=None) -> None:
     results = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     results.setdefault("pairs", {}), results.setdefault("a_distance", {})
     settings = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,
-                           "fit": FIT if args.model == "adapter" else TOP_LAYER_FIT, "seed": args.seed,
-                           "dapt": {"epochs": args.dapt_epochs, "texts": args.dapt_texts, "train_top_k": 1,
-                                    "learning_rate": 1e-4, "batch_size": 16},
-                           "command": "python recipes/domain_adaptation.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+                "fit": FIT if args.model == "adapter" else TOP_LAYER_FIT, "seed": args.seed, "limit": args.limit,
+                "dapt": {"epochs": args.dapt_epochs, "texts": args.dapt_texts, "train_top_k": 1,
+                         "learning_rate": 1e-4, "batch_size": 16},
+                "command": "python recipes/domain_adaptation.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     stored = results.get("settings", {})
-    for key in ("encoder", "max_length", "model", "fit", "seed", "dapt"):
+    for key in ("encoder", "max_length", "model", "fit", "seed", "limit", "dapt"):
         if key in stored and stored[key] != settings[key]:  # --resume must not mix rows made otherwise
             sys.exit(f"domain_adaptation.py: error: --resume: {results_file} was made with {key}={stored[key]!r}, "
                      f"this run has {key}={settings[key]!r}; use the same settings or another --output")

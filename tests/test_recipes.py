@@ -63,6 +63,12 @@ def test_domain_adaptation_resume_refuses_a_table_made_with_another_model_and_le
                      "--output", str(out), "--resume"])  # the default model is the adapter
     assert (out / "domain_adaptation.json").read_bytes() == before
 
+    stored["settings"].update(model="adapter", fit=recipe.FIT, limit=300)  # a --limit smoke test's table
+    (out / "domain_adaptation.json").write_text(json.dumps(stored))
+    with pytest.raises(SystemExit, match="limit=300.*limit=None"):
+        recipe.main(["--data-dir", str(tmp_path / "no-data"), "--pairs", "books->dvd", "--methods", "source_only",
+                     "--output", str(out), "--resume"])
+
 
 def few_shot_result(seeds, settings=None) -> dict:
     return {"dataset": "sst2", "shots": 8, "seeds": seeds, "encoder": "minilm", "evaluation": "872 rows",
