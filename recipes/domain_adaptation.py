@@ -35,6 +35,7 @@ import nlptl
 from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, coral_transform, domain_adaptive_pretraining
 from nlptl.adaptation import domain_distance
 from nlptl.adaptation import importance_weights, self_training
+from nlptl.artifacts import write_text_atomically
 from nlptl.data import load_dataset
 from nlptl.encoders.base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, pool
 from nlptl.encoders.boundary import boundary_states, forward_from_boundary
@@ -391,10 +392,8 @@ def main(argv=None) -> None:
 
 
 def write_json(path: Path, value: dict) -> None:
-    """Staged, then renamed: a run stopped mid-write leaves the last whole table, never half of one."""
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(value, indent=2))
-    staging.replace(path)
+    """Atomic: a run stopped mid-write leaves the last whole table, never half of one."""
+    write_text_atomically(path, json.dumps(value, indent=2))
 
 
 def merge(directories: list[str], methods: list[str], out: Path) -> None:

@@ -42,6 +42,7 @@ import numpy as np
 import nlptl
 from nlptl.fewshot import ContrastivePairs, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
+from nlptl.artifacts import write_text_atomically
 from nlptl.devices import default_device_type, resolve_precision
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import Supervised
@@ -99,9 +100,7 @@ def summary(per_seed: list[dict], name: str) -> dict:
 
 
 def write(out: Path, result: dict) -> None:
-    staging = out / "few_shot.json.tmp"  # staged, then renamed: a run stopped mid-write keeps its last whole table
-    staging.write_text(json.dumps(result, indent=2))
-    staging.replace(out / "few_shot.json")
+    write_text_atomically(out / "few_shot.json", json.dumps(result, indent=2))  # a stopped run keeps its last table
     lines = [f"# {result['dataset']}, {result['shots']} examples per class, seeds {result['seeds']}", "",
              f"Command: `{result['command']}`", "", f"Scored on {result['evaluation']}. Encoder: {result['encoder']}.",
              f"nlptl settings: `{json.dumps(result['settings'])}`.", "",

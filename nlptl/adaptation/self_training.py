@@ -67,6 +67,8 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
         return model, fit(model, {"source": rows, "target": {"text": texts}}, objective=make_objective(), **options)
 
     model, result = train({"text": source_texts, "label": source_labels}, last=False)
+    names = model.labels or list(range(model.head.num_labels))
+    as_names = bool(source_labels) and isinstance(source_labels[0], str)  # pseudo-labels in the source's form
     rounds = []
     for n, fraction in enumerate(fractions, 1):
         _, probs = model.predict(texts, batch_size=predict_batch_size, return_probabilities=True)  # (N, C)
@@ -76,8 +78,6 @@ def self_training(new_model: Callable[[], Any], labelled: Mapping[str, Sequence[
                              "that the target texts are the task's kind, or use another adaptation")
         # log-probabilities at temperature 1: select_pseudo_labels' softmax gives back the probabilities
         rows, ids = select_pseudo_labels(np.log(np.clip(probs, 1e-12, None)), top_fraction=fraction, temperature=1.0)
-        names = model.labels or list(range(probs.shape[1]))
-        as_names = bool(source_labels) and isinstance(source_labels[0], str)
         pseudo = [names[j] if as_names else int(j) for j in ids]
         agreement = None
         if true_labels is not None:
