@@ -6,9 +6,9 @@ the CLI's training flags are generated from its fields, and ``config.json`` reco
 option is written once, here, with its default, its check and its ``--help`` text.
 
 Learning rates left at None get defaults that suit the strategy (``strategies.default_learning_rates``):
-a new head alone learns at 1e-3; fine-tuning a transformer uses 5e-5 for the encoder (or the
-head's ``encoder_learning_rate``: 1e-4 for token classification) and keeps 1e-3 for the head;
-LoRA adapters use 5e-4 (head 1e-3); trained static vectors use 1e-3 for both.
+a new head alone, or over static vectors, learns at 1e-2; fine-tuning a transformer uses 5e-5 for
+the encoder (or the head's ``encoder_learning_rate``: 1e-4 for token classification) and 1e-3 for
+the head; LoRA adapters use 5e-4 (head 1e-3); trained static vectors use 1e-3.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ class TrainConfig:
     batch_size: int = option(32, "training rows per step and process")
     eval_batch_size: int | None = option(None, "evaluation batch size (default: batch_size)")
     learning_rate: float | None = option(None, "encoder learning rate (default: suits the strategy, see README)")
-    head_learning_rate: float | None = option(None, "head learning rate (default: 1e-3)")
+    head_learning_rate: float | None = option(
+        None, "head learning rate (default: 1e-2 over frozen features or static vectors, else 1e-3)")
     discriminative_decay: float | None = option(None, "per-group learning-rate factor going down, e.g. 0.8")
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and norms)")
     schedule: str = option("linear", "learning-rate schedule after warm-up", choices=SCHEDULES)

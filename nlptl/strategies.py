@@ -26,7 +26,8 @@ from torch import nn
 
 STRATEGIES = ("feature_extraction", "top_k", "full", "gradual_unfreezing", "lora")
 SCHEDULES = ("linear", "slanted_triangular", "constant")
-HEAD_LEARNING_RATE = 1e-3  # a new, randomly initialised head: fast
+HEAD_LEARNING_RATE = 1e-3  # a new, randomly initialised head over a transformer that trains too: fast
+HEAD_ONLY_LEARNING_RATE = 1e-2  # a new head over fixed features or static vectors: a few hundred steps must fit it
 ENCODER_LEARNING_RATE = 5e-5  # pretrained transformer weights: slow, or fine-tuning forgets what they know
 VECTORS_LEARNING_RATE = 1e-3  # trained static word vectors (one embedding table, sparse updates)
 LORA_LEARNING_RATE = 5e-4  # LoRA's A and B: new, small, with B starting at zero (Hu et al. 2021 used 4e-4 to 5e-4)
@@ -100,21 +101,24 @@ def default_learning_rates(strategy: str, encoder: nn.Module, learning_rate: flo
                            head_learning_rate: float | None, encoder_rate: float | None = None) -> tuple[float, float]:
     """(encoder rate, head rate) with the defaults filled in to suit the strategy and encoder.
 
-    A head alone (feature extraction) trains at 1e-3: the fine-tuning rate 2e-5 left GloVe on
-    SST-2 near chance after 3 epochs. Fine-tuning a transformer uses 5e-5 for its weights (or the
-    head's ``encoder_rate``: 1e-4 under a token-classification head) and 1e-3 for the new head;
-    LoRA adapters 5e-4 (and 1e-3 for the head); trained static vectors use 1e-3 for both. A rate
-    you pass is kept as is: ``learning_rate`` alone also sets the head's unless
-    ``head_learning_rate`` is given, as before.
+    A head over features that do not change (feature extraction) or over static vectors trains at
+    1e-2: at 1e-3 the 3 default epochs on a few thousand rows leave it underfitted (GloVe feature
+    extraction on 4,000 SST-2 rows: 0.568 at 1e-3, 0.687 at 1e-2), and the fine-tuning rate 2e-5
+    left it near chance. Fine-tuning a transformer uses 5e-5 for its weights (or the head's
+    ``encoder_rate``: 1e-4 under a token-classification head) and 1e-3 for the new head; LoRA
+    adapters 5e-4 (and 1e-3 for the head); trained static vectors use 1e-3. A rate you pass is
+    kept as is: ``learning_rate`` alone also sets the head's unless ``head_learning_rate`` is
+    given, as before.
     """
     if strategy == "feature_extraction":
-        rate = learning_rate if learning_rate is not None else HEAD_LEARNING_RATE
+        rate = learning_rate if learning_rate is not None else HEAD_ONLY_LEARNING_RATE
         return rate, head_learning_rate if head_learning_rate is not None else rate
     static = getattr(encoder, "kind", None) == "static"
     if learning_rate is None:
         learning_rate = (LORA_LEARNING_RATE if strategy == "lora" else VECTORS_LEARNING_RATE if static
                          else encoder_rate or ENCODER_LEARNING_RATE)
-        return learning_rate, head_learning_rate if head_learning_rate is not None else HEAD_LEARNING_RATE
+        head_rate = HEAD_ONLY_LEARNING_RATE if static else HEAD_LEARNING_RATE
+        return learning_rate, head_learning_rate if head_learning_rate is not None else head_rate
     return learning_rate, head_learning_rate if head_learning_rate is not None else learning_rate
 
 

@@ -25,7 +25,10 @@ from nlptl.runs import reinitialize, resolve_encoder_source
 # while frozen and top-2 runs cache the dev features too, so their per-epoch scoring is cheap.
 CONFIGS = {
     "minilm-full": ("minilm", {}, dict(strategy="full", epochs=2, learning_rate=1e-4, mixed_precision="bf16"), False),
-    "minilm-frozen": ("minilm", {}, dict(strategy="feature_extraction", epochs=10, mixed_precision="bf16"), True),
+    "minilm-frozen": ("minilm", {}, dict(strategy="feature_extraction", epochs=10, head_learning_rate=1e-3,
+                                         mixed_precision="bf16"), True),  # the rate its recorded rows used
+    "minilm-frozen-default": ("minilm", {}, dict(strategy="feature_extraction", epochs=10, mixed_precision="bf16"),
+                              True),  # the head-only default rate (1e-2 since 2026-12-06)
     "minilm-top2": ("minilm", {}, dict(strategy="top_k", top_k=2, epochs=2, learning_rate=1e-4,
                                        mixed_precision="bf16"), True),
     "minilm-scratch": ("minilm", {}, dict(strategy="full", epochs=2, learning_rate=5e-4, mixed_precision="bf16"),

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ROWS = ["minilm-full", "minilm-top2", "minilm-frozen", "glove-bilstm", "minilm-scratch"]
+ROWS = ["minilm-full", "minilm-top2", "minilm-frozen", "minilm-frozen-default", "glove-bilstm", "minilm-scratch"]
 
 
 def main() -> None:
