@@ -62,6 +62,20 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomically(path, text.encode("utf-8"))
 
 
+def check_results_table(path: str | os.PathLike, resume: bool, overwrite: bool) -> None:
+    """Before a long measuring run: refuse to replace the results table an earlier run left at ``path``.
+
+    A recipe's table can hold hours of measurements (SetFit seeds, 12 adaptation pairs), so running
+    the same command again must not silently start it over: ``resume`` keeps its rows and
+    ``overwrite`` replaces it. Raises ``ValueError`` for both at once, ``FileExistsError`` for neither.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume keeps the rows of an earlier run and --overwrite replaces them: pass one, not both")
+    if not (resume or overwrite) and Path(path).exists():
+        raise FileExistsError(f"{path} already holds an earlier run's results; pass --resume to keep its rows and "
+                              "run the rest, --overwrite to replace it, or choose another --output")
+
+
 # ----- directories ------------------------------------------------------------------------------
 
 def save_directory(directory: str | os.PathLike, write: Callable[[Path], None], marker: str) -> Path:

@@ -35,7 +35,7 @@ import nlptl
 from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, coral_transform, domain_adaptive_pretraining
 from nlptl.adaptation import domain_distance
 from nlptl.adaptation import importance_weights, self_training
-from nlptl.artifacts import write_text_atomically
+from nlptl.artifacts import check_results_table, write_text_atomically
 from nlptl.data import load_dataset
 from nlptl.encoders.base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, pool
 from nlptl.encoders.boundary import boundary_states, forward_from_boundary
@@ -78,6 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--skip-a-distance", action="store_true", help="leave the A-distances to another run (--merge)")
     p.add_argument("--limit", type=int, default=None, help="use only N reviews per domain (a quick smoke test)")
     p.add_argument("--resume", action="store_true", help="keep (pair, method) results already in the JSON")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the domain_adaptation.json an earlier run left in --output (without --resume or "
+                        "--overwrite an existing one is refused)")
     return p.parse_args(argv)
 
 
@@ -286,10 +289,15 @@ def main(argv=None) -> None:
         sys.exit("domain_adaptation.py: error: --model top_layer: coral_transform and dapt work on frozen features "
                  "(drop them from --methods, or use --model adapter)")
     out = Path(args.output)
+    results_file = out / "domain_adaptation.json"
+    if not args.merge:  # a merge recomputes its table from the parts it reads, so it may replace one
+        try:
+            check_results_table(results_file, args.resume, args.overwrite)
+        except (FileExistsError, ValueError) as e:
+            sys.exit(f"domain_adaptation.py: error: {e}")
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:
         return merge(args.merge, methods, out)
-    results_file = out / "domain_adaptation.json"
     results = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     results.setdefault("pairs", {}), results.setdefault("a_distance", {})
     settings = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,

@@ -25,7 +25,8 @@ Training seconds are wall time of training alone (nlptl: ``FitResult.train_secon
 preparing rows and caches; SetFit: ``Trainer.train()``, which counts pair sampling and its
 logistic-regression head); loading the model and scoring are not counted. Systems take turns
 within each seed, so a busy machine slows them alike. Writes few_shot.json and report.md,
-updated after every seed; ``--resume`` keeps the finished seeds and runs the others.
+updated after every seed; ``--resume`` keeps the finished seeds and runs the others. An existing
+few_shot.json in --output is never replaced silently: pass ``--resume`` or ``--overwrite``.
 """
 import argparse
 import json
@@ -42,7 +43,7 @@ import numpy as np
 import nlptl
 from nlptl.fewshot import ContrastivePairs, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
-from nlptl.artifacts import write_text_atomically
+from nlptl.artifacts import check_results_table, write_text_atomically
 from nlptl.devices import default_device_type, resolve_precision
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import Supervised
@@ -139,7 +140,7 @@ def resumed(path: Path, result: dict) -> set[int]:
     return {row["seed"] for row in rows}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--dataset", default="sst2", choices=["sst2", "ag_news", "amazon_books"])
@@ -160,9 +161,16 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the seeds OUTPUT/few_shot.json already holds (same settings) and run the rest: "
                              "a long table can be finished over several runs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the few_shot.json an earlier run left in --output (without --resume or "
+                             "--overwrite an existing one is refused)")
     parser.add_argument("--head", default="linear", choices=["linear", "prototype"],
                         help="nlptl's head: a new linear classifier, or trainable prototypes from the shots")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        check_results_table(Path(args.output) / "few_shot.json", args.resume, args.overwrite)
+    except (FileExistsError, ValueError) as e:
+        sys.exit(f"few_shot.py: error: {e}")
 
     bench = load_benchmark(args.dataset, args.data_dir, args.eval_rows)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -174,7 +182,8 @@ def main() -> None:
     settings["mixed_precision"] = resolve_precision("auto", default_device_type())
     result = {"dataset": args.dataset, "shots": args.shots, "seeds": seeds, "encoder": args.encoder,
               "evaluation": bench.note, "settings": settings, "systems": systems,
-              "command": "python " + " ".join(sys.argv), "per_seed": []}
+              "command": "python " + " ".join(sys.argv if argv is None else ["recipes/few_shot.py", *argv]),
+              "per_seed": []}
     errors: dict[str, str] = {}
     out = Path(args.output)
     done = resumed(out / "few_shot.json", result) if args.resume else set()

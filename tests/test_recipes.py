@@ -70,6 +70,25 @@ def test_domain_adaptation_resume_refuses_a_table_made_with_another_model_and_le
                      "--output", str(out), "--resume"])
 
 
+@pytest.mark.parametrize("recipe_name, table", [("domain_adaptation", "domain_adaptation.json"),
+                                                 ("few_shot", "few_shot.json")])
+def test_a_rerun_refuses_to_replace_an_earlier_table_unless_told_how(tmp_path, recipe_name, table):
+    recipe = load_recipe(recipe_name)
+    out = tmp_path / "table"
+    out.mkdir()
+    (out / table).write_text('{"hours": "of measurements"}')
+    before = (out / table).read_bytes()
+    args = ["--data-dir", str(tmp_path / "no-data"), "--output", str(out)]
+    with pytest.raises(SystemExit, match="already holds an earlier run's results; pass --resume.*--overwrite"):
+        recipe.main(args)
+    with pytest.raises(SystemExit, match="pass one, not both"):
+        recipe.main([*args, "--resume", "--overwrite"])
+    assert (out / table).read_bytes() == before and sorted(p.name for p in out.iterdir()) == [table]
+    with pytest.raises((SystemExit, FileNotFoundError), match="no-data"):  # --overwrite gets past the check
+        recipe.main([*args, "--overwrite"])
+    assert (out / table).read_bytes() == before  # and a run that fails before measuring anything replaces nothing
+
+
 def few_shot_result(seeds, settings=None) -> dict:
     return {"dataset": "sst2", "shots": 8, "seeds": seeds, "encoder": "minilm", "evaluation": "872 rows",
             "settings": settings or {"epochs": 8}, "systems": ["nlptl", "setfit"], "command": "python later",
