@@ -387,11 +387,24 @@ def test_self_training_names_bad_arguments():
         self_training(lambda: model, source, [])
 
 
+class RecordingMMD(MMD):
+    """MMD that notes which sources each step's batches came from and how many source rows it saw."""
+
+    def __init__(self):
+        super().__init__(trade_off=1.0)
+        self.sources_seen, self.source_rows = set(), 0
+
+    def loss(self, model, batches, step):
+        self.sources_seen.add(tuple(sorted(batches)))
+        self.source_rows += len(next(v for v in batches["source"].values() if torch.is_tensor(v)))
+        return super().loss(model, batches, step)
+
+
 def test_self_training_with_an_objective_gives_every_fit_a_fresh_one_over_source_and_target():
     made = []
 
     def make_mmd():
-        made.append(MMD(trade_off=1.0))
+        made.append(RecordingMMD())
         return made[-1]
 
     def new_model():
@@ -404,6 +417,9 @@ def test_self_training_with_an_objective_gives_every_fit_a_fresh_one_over_source
     result = self_training(new_model, source, target["text"], fractions=(0.3, 0.6), make_objective=make_mmd,
                            strategy="top_k", top_k=1, epochs=2, batch_size=32, progress=False)
     assert len(made) == 3 and len({id(o) for o in made}) == 3  # the source fit + one per round
+    assert all(o.sources_seen == {("source", "target")} for o in made)  # every step: a source and a target batch
+    # the rounds' source side is the labelled rows plus a growing share of pseudo-labelled target rows
+    assert made[0].source_rows < made[1].source_rows < made[2].source_rows, [o.source_rows for o in made]
     assert [r["pseudo_rows"] > 0 for r in result.rounds] == [True, True]
     assert result.rounds[0]["pseudo_accuracy"] is None  # no true labels given
 
