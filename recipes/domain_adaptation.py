@@ -289,15 +289,15 @@ def main(argv=None) -> None:
         sys.exit("domain_adaptation.py: error: --model top_layer: coral_transform and dapt work on frozen features "
                  "(drop them from --methods, or use --model adapter)")
     out = Path(args.output)
-    results_file = out / "domain_adaptation.json"
-    if not args.merge:  # a merge recomputes its table from the parts it reads, so it may replace one
-        try:
-            check_results_table(results_file, args.resume, args.overwrite)
-        except (FileExistsError, ValueError) as e:
-            sys.exit(f"domain_adaptation.py: error: {e}")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.merge:
+    if args.merge:  # a merge recomputes its table from the parts it reads, so it may replace one
+        out.mkdir(parents=True, exist_ok=True)
         return merge(args.merge, methods, out)
+    results_file = out / "domain_adaptation.json"
+    try:
+        check_results_table(results_file, args.resume, args.overwrite)
+    except (FileExistsError, ValueError) as e:
+        sys.exit(f"domain_adaptation.py: error: {e}")
+    out.mkdir(parents=True, exist_ok=True)
     results = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     results.setdefault("pairs", {}), results.setdefault("a_distance", {})
     settings = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,

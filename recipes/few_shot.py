@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 
 import nlptl
+from nlptl.artifacts import check_results_table, write_text_atomically
 from nlptl.fewshot import ContrastivePairs, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
-from nlptl.artifacts import check_results_table, write_text_atomically
 from nlptl.devices import default_device_type, resolve_precision
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import Supervised
@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--head", default="linear", choices=["linear", "prototype"],
                         help="nlptl's head: a new linear classifier, or trainable prototypes from the shots")
     args = parser.parse_args(argv)
+    out = Path(args.output)
     try:
-        check_results_table(Path(args.output) / "few_shot.json", args.resume, args.overwrite)
+        check_results_table(out / "few_shot.json", args.resume, args.overwrite)
     except (FileExistsError, ValueError) as e:
         sys.exit(f"few_shot.py: error: {e}")
 
@@ -185,7 +186,6 @@ def main(argv: list[str] | None = None) -> None:
               "command": "python " + " ".join(sys.argv if argv is None else ["recipes/few_shot.py", *argv]),
               "per_seed": []}
     errors: dict[str, str] = {}
-    out = Path(args.output)
     done = resumed(out / "few_shot.json", result) if args.resume else set()
     out.mkdir(parents=True, exist_ok=True)
     for turn, seed in enumerate(seeds):
