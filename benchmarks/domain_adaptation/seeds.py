@@ -18,11 +18,13 @@ import numpy as np
 GOAL_POINTS, GOAL_PAIRS = 1.5, 9
 
 
+def compared(settings: dict) -> dict:
+    """The settings that must agree across seeds (older tables have no "limit" key where newer ones have None)."""
+    return {k: v for k, v in settings.items() if k not in ("seed", "command") and v is not None}
+
+
 def load(folders: list[str]) -> list[dict]:
     runs = [json.loads((Path(f) / "domain_adaptation.json").read_text()) for f in folders]
-    def compared(settings: dict) -> dict:  # older tables have no "limit" key where newer ones have None
-        return {k: v for k, v in settings.items() if k not in ("seed", "command") and v is not None}
-
     first = compared(runs[0]["settings"])
     for folder, run in zip(folders, runs):
         other = compared(run["settings"])
