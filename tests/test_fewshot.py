@@ -9,7 +9,7 @@ import torch
 
 import nlptl
 from nlptl.fewshot import (ContrastivePairs, PrototypeHead, prototypes, sample_pairs, sample_shots,
-                           select_pseudo_labels, zero_shot)
+                           select_pseudo_labels, self_train, zero_shot)
 from nlptl.heads import ClassificationHead
 from tests.tiny import all_builders
 
@@ -185,6 +185,57 @@ def test_zero_shot_picks_the_label_whose_template_is_nearest(encoder):
 def test_zero_shot_refuses_a_template_without_a_slot(encoder):
     with pytest.raises(ValueError, match="no '\\{\\}'"):
         zero_shot(encoder, ["a film"], ["good", "bad"], template="a review")
+
+
+class TableEncoder:
+    """Looks each text's feature up in a dict: zero_shot only calls encode."""
+
+    def __init__(self, table: dict[str, list[float]]):
+        self.table = table
+
+    def encode(self, texts, batch_size=None, pooling="mean"):
+        return np.array([self.table[t] for t in texts], dtype=np.float32)
+
+
+def test_centring_stops_a_label_near_the_whole_cloud_from_taking_every_prediction():
+    # every text shares a large component (the first axis) that label "a"'s template also has;
+    # what separates the texts is the second axis, which the two labels split
+    shared, spread = 10.0, 1.0
+    vectors = {"is a.": [1.0, 1.0], "is b.": [0.0, -1.0]}
+    texts = [f"t{i}" for i in range(8)]
+    gold = ["a"] * 4 + ["b"] * 4
+    for i, text in enumerate(texts):
+        vectors[text] = [shared, spread * (1 if gold[i] == "a" else -1) * (1 + 0.1 * i)]
+    encoder = TableEncoder(vectors)
+    assert zero_shot(encoder, texts, ["a", "b"], template="is {}.") == ["a"] * 8  # the cloud is nearer "a"
+    predicted, scores = zero_shot(encoder, texts, ["a", "b"], template="is {}.", center_on=texts, return_scores=True)
+    assert predicted == gold
+    # the same as subtracting each label's mean cosine over the unlabelled texts
+    _, plain = zero_shot(encoder, texts, ["a", "b"], template="is {}.", return_scores=True)
+    assert (scores.argmax(1) == (plain - plain.mean(0)).argmax(1)).all()
+
+
+def test_center_on_takes_texts_or_their_features_and_names_a_wrong_shape(encoder):
+    labels, texts, unlabelled = ["good", "bad"], GOOD + BAD, BAD + GOOD[:2]
+    by_text = zero_shot(encoder, texts, labels, template="the film was {}.", center_on=unlabelled, return_scores=True)
+    by_features = zero_shot(encoder, texts, labels, template="the film was {}.",
+                            center_on=encoder.encode(unlabelled), return_scores=True)
+    assert by_text[0] == by_features[0]
+    np.testing.assert_allclose(by_text[1], by_features[1], atol=1e-5)
+    with pytest.raises(ValueError, match="center_on has shape"):
+        zero_shot(encoder, texts, labels, center_on=np.zeros((3, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="center_on"):
+        zero_shot(encoder, texts, labels, center_on=[])
+
+
+def test_self_train_fits_a_head_on_balanced_pseudo_labels_and_reports_their_accuracy(encoder):
+    texts = (GOOD + BAD) * 2
+    truth = (["good"] * 5 + ["bad"] * 5) * 2
+    result = self_train(encoder, texts, ["good", "bad"], template="the film was {}.", top_fraction=0.5,
+                        true_labels=truth, epochs=2)
+    assert result.per_class["good"] == result.per_class["bad"] == result.pseudo_rows // 2 > 0
+    assert 0.0 <= result.pseudo_accuracy <= 1.0
+    assert set(result.model.predict(texts[:4])) <= {"good", "bad"}
 
 
 def test_pseudo_labels_are_balanced_and_most_confident_first():

@@ -49,12 +49,37 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str], template: str = DE
     return _unit(np.stack(out))  # (C, D)
 
 
+def centring_vector(encoder: Encoder, center_on: Sequence[str] | np.ndarray, dim: int,
+                    batch_size: int = 64) -> np.ndarray:
+    """(D,) mean unit feature of unlabelled texts (a list of strings, or their features (M, D))."""
+    if isinstance(center_on, np.ndarray):
+        feats = center_on
+        if feats.ndim != 2 or feats.shape[1] != dim:
+            raise ValueError(f"center_on has shape {feats.shape}; pass features (M, {dim}) from the same "
+                             "encoder, or the unlabelled texts themselves")
+    else:
+        texts = list(center_on)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError("center_on must be a non-empty list of unlabelled texts or their features (M, D)")
+        feats = encoder.encode(texts, batch_size=batch_size)
+    if len(feats) == 0:
+        raise ValueError("center_on is empty: pass some unlabelled texts from the domain being classified")
+    return _unit(feats).mean(0)
+
+
 def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
               descriptions: Mapping[str, str | Sequence[str]] | None = None, return_scores: bool = False,
-              batch_size: int = 64, text_features: np.ndarray | None = None) -> Any:
+              batch_size: int = 64, text_features: np.ndarray | None = None,
+              center_on: Sequence[str] | np.ndarray | None = None) -> Any:
     """Predicted label names for ``texts``; with ``return_scores=True`` also the cosines (N, C).
 
     ``text_features`` (N, D) reuses features already computed with ``encoder.encode(texts)``.
+    ``center_on``: unlabelled texts from the same domain (or their features, (M, D)). Their mean
+    feature is subtracted from each text's before the cosine, which removes the component every
+    sentence embedding shares; for the prediction this is the same as subtracting each label's
+    mean cosine over those texts, so a label whose template sits nearer the whole cloud no longer
+    takes most predictions. Chosen on held-out training rows (+1.9 points averaged over SST-2,
+    AG News and Amazon books: ``benchmarks/few_shot/tune_zero_shot_calibration.py``).
     """
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -62,7 +87,10 @@ def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str], tem
     keys = label_embeddings(encoder, labels, template, descriptions)  # (C, D)
     if text_features is None:
         text_features = encoder.encode(list(texts), batch_size=batch_size)  # (N, D)
-    scores = _unit(text_features) @ keys.T  # (N, C) cosine similarities
+    text_features = _unit(text_features)
+    if center_on is not None:
+        text_features = _unit(text_features - centring_vector(encoder, center_on, keys.shape[1], batch_size))
+    scores = text_features @ keys.T  # (N, C) cosine similarities
     predicted = [labels[j] for j in scores.argmax(1)]
     return (predicted, scores) if return_scores else predicted
 
@@ -110,8 +138,10 @@ class SelfTrainResult:
 def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequence[str],
                template: str = DEFAULT_TEMPLATE, descriptions: Mapping[str, str | Sequence[str]] | None = None,
                top_fraction: float | None = 0.3, min_confidence: float | None = None, head: Any = None,
-               true_labels: Sequence[str] | None = None, **fit_options: Any) -> SelfTrainResult:
+               true_labels: Sequence[str] | None = None, center: bool = True, **fit_options: Any) -> SelfTrainResult:
     """Zero-shot pseudo-labels on ``unlabelled_texts``, then a head trained on them with ``nlptl.fit``.
+
+    ``center=True`` scores them centred on their own mean feature (``zero_shot``'s ``center_on``).
 
     Default: a ClassificationHead on the frozen encoder (``strategy="feature_extraction"``, whose
     features ``fit`` caches), 20 epochs; any ``fit`` option overrides. ``true_labels`` (never used
@@ -122,7 +152,9 @@ def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequen
 
     labels = list(labels)
     texts = list(unlabelled_texts)
-    _, scores = zero_shot(encoder, texts, labels, template, descriptions, return_scores=True)
+    features = encoder.encode(texts)  # (N, D)
+    _, scores = zero_shot(encoder, texts, labels, template, descriptions, return_scores=True,
+                          text_features=features, center_on=features if center else None)
     rows, ids = select_pseudo_labels(scores, top_fraction, min_confidence)
     data = {"text": [texts[i] for i in rows], "label": [labels[j] for j in ids]}
     model = TransferModel(encoder, head if head is not None else ClassificationHead(len(labels)), labels=labels)
