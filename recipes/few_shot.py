@@ -13,7 +13,10 @@ time; SetFit 0.640 there (``benchmarks/few_shot/tune_on_training_rows.py`` rerun
 rerun of those configs includes it).
 
 For each seed, ``nlptl.fewshot.sample_shots`` draws k training examples per class, and every system
-trains on exactly those rows and is scored on the same evaluation rows:
+trains on exactly those rows and is scored on the same evaluation rows. With ``--label-examples``
+the rows also hold the zero-shot label sentences (``nlptl.fewshot.label_sentences``: the dataset's
+template filled with each label's descriptions, e.g. "This movie review is great." -> positive),
+for every system alike:
 
 - ``nlptl``: ``ContrastivePairs`` (pair loss + head in one ``nlptl.fit``, the linear head refitted
   by logistic regression at the end), every layer above the embeddings tuned;
@@ -39,15 +42,23 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+from datasets import Dataset, concatenate_datasets
 
 import nlptl
 from nlptl.artifacts import check_results_table, write_text_atomically
-from nlptl.fewshot import ContrastivePairs, prototypes, sample_shots
+from nlptl.fewshot import ContrastivePairs, label_sentences, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
 from nlptl.devices import default_device_type, resolve_precision
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import Supervised
 from nlptl.runs import resolve_encoder_source
+
+
+def with_label_sentences(bench, shots):
+    """The shots plus the zero-shot template filled with each label's descriptions, as labelled rows."""
+    sentences = label_sentences(bench.labels, bench.template, bench.descriptions)
+    extra = {"text": sentences["text"], "label": [bench.labels.index(x) for x in sentences["label"]]}
+    return concatenate_datasets([shots, Dataset.from_dict(extra, features=shots.features)])
 
 
 def nlptl_system(bench, shots, seed: int, args, contrastive: bool) -> tuple[float, float, float]:
@@ -166,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
                              "--overwrite an existing one is refused)")
     parser.add_argument("--head", default="linear", choices=["linear", "prototype"],
                         help="nlptl's head: a new linear classifier, or trainable prototypes from the shots")
+    parser.add_argument("--label-examples", action="store_true",
+                        help="every system also trains on the label sentences of the zero-shot template and "
+                             "descriptions ('This movie review is great.' -> positive) beside the shots")
     args = parser.parse_args(argv)
     out = Path(args.output)
     try:
@@ -179,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                              if c == "setfit"]
     settings = {k: getattr(args, k) for k in ("strategy", "top_k", "epochs", "batch_size", "learning_rate",
                                               "head_learning_rate", "pairs_per_example", "head")}
+    if args.label_examples:  # only when on, so tables made before the option still --resume
+        settings["label_examples"] = True
     # each system at its default precision: nlptl's "auto" (bf16 autocast where native), SetFit float32
     settings["mixed_precision"] = resolve_precision("auto", default_device_type())
     result = {"dataset": args.dataset, "shots": args.shots, "seeds": seeds, "encoder": args.encoder,
@@ -192,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         if seed in done:
             continue
         shots = sample_shots(bench.pool, args.shots, seed)
+        if args.label_examples:  # every system trains on the same rows
+            shots = with_label_sentences(bench, shots)
         row = {"seed": seed}
         for name in systems[turn % len(systems):] + systems[: turn % len(systems)]:  # take turns going first
             if name in errors:

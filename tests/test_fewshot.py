@@ -9,7 +9,7 @@ import torch
 
 import nlptl
 from nlptl.fewshot import (ContrastivePairs, PrototypeHead, prototypes, sample_pairs, sample_shots,
-                           select_pseudo_labels, self_train, zero_shot)
+                           label_embeddings, label_sentences, select_pseudo_labels, self_train, zero_shot)
 from nlptl.heads import ClassificationHead
 from tests.tiny import all_builders
 
@@ -236,6 +236,24 @@ def test_self_train_fits_a_head_on_balanced_pseudo_labels_and_reports_their_accu
     assert result.per_class["good"] == result.per_class["bad"] == result.pseudo_rows // 2 > 0
     assert 0.0 <= result.pseudo_accuracy <= 1.0
     assert set(result.model.predict(texts[:4])) <= {"good", "bad"}
+
+
+def test_label_sentences_fill_the_template_with_each_description_and_name_bad_ones():
+    rows = label_sentences(["negative", "positive"], "A {} film.", {"positive": ["good", "great"]})
+    assert rows == {"text": ["A negative film.", "A good film.", "A great film."],
+                    "label": ["negative", "positive", "positive"]}
+    with pytest.raises(ValueError, match=r"descriptions\['positive'\] is empty"):
+        label_sentences(["negative", "positive"], "A {} film.", {"positive": []})
+    with pytest.raises(ValueError, match="not in labels"):
+        label_sentences(["negative", "positive"], "A {} film.", {"neutral": "so-so"})
+
+
+def test_label_embeddings_average_the_unit_features_of_each_labels_sentences(encoder):
+    keys = label_embeddings(encoder, ["bad", "good"], "the film was {}.", {"good": ["good", "great"]})
+    feats = encoder.encode(["the film was bad.", "the film was good.", "the film was great."])
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    expected = np.stack([feats[0], feats[1:].mean(0)])
+    np.testing.assert_allclose(keys, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
 
 
 def test_pseudo_labels_are_balanced_and_most_confident_first():

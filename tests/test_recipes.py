@@ -117,6 +117,38 @@ def test_few_shot_resume_keeps_finished_seeds_and_refuses_other_settings(tmp_pat
     assert recipe.resumed(tmp_path / "absent.json", few_shot_result([0])) == set()
 
 
+@pytest.mark.parametrize("label_examples", [False, True])
+def test_few_shot_label_examples_give_every_system_the_same_shots_plus_the_label_sentences(tmp_path, monkeypatch,
+                                                                                          label_examples):
+    import datasets
+
+    from nlptl.fewshot.splits import Benchmark
+
+    recipe = load_recipe("few_shot")
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    pool = datasets.Dataset.from_dict({"text": ["bad film", "fine film"], "label": [0, 1]}, features=features)
+    bench = Benchmark("sst2", pool, pool, ["negative", "positive"], "A {} film.",
+                      {"negative": ["bad"], "positive": ["good", "great"]}, "2 rows")
+    monkeypatch.setattr(recipe, "load_benchmark", lambda *a, **k: bench)
+    seen = {}
+
+    def system(name):
+        def run(bench, shots, seed, args, contrastive=None):
+            seen[name] = sorted(zip(shots["text"], shots["label"]))
+            return 0.5, 1.0, 1.0
+        return run
+
+    monkeypatch.setattr(recipe, "setfit_system", system("setfit"))
+    monkeypatch.setattr(recipe, "nlptl_system", system("nlptl"))
+    recipe.main(["--data-dir", "unused", "--shots", "1", "--seeds", "0", "--compare", "setfit", "--skip-plain",
+                 "--output", str(tmp_path / "out"), *(["--label-examples"] if label_examples else [])])
+    extra = [("A bad film.", 0), ("A good film.", 1), ("A great film.", 1)] if label_examples else []
+    assert seen["nlptl"] == seen["setfit"] == sorted([("bad film", 0), ("fine film", 1), *extra])
+    settings = json.loads((tmp_path / "out" / "few_shot.json").read_text())["settings"]
+    assert settings.get("label_examples", False) is label_examples
+
+
 def test_top_layer_over_cached_states_matches_the_full_encoder_and_trains_only_its_top(tmp_path):
     """--model top_layer replays MiniLM's top layer on cached states: the output must be the encoder's own."""
     import torch

@@ -11,7 +11,8 @@ the shots (8 per class, seeds 10 and 11: not the reported seeds 0-4) are drawn f
 len - 1,000 rows of another shuffle (seed 7), as in the session that chose the defaults, so a
 drawn shot can (rarely: 16 of ~66,000 rows) also be a held-out row. Each config
 overrides the recipe's nlptl settings (``recipes/few_shot.py``); ``{"setfit": true}`` runs SetFit
-with its defaults instead. Prints one JSON line per config: accuracies, their mean, CPU seconds.
+with its defaults instead; ``{"label_examples": true}`` adds the label sentences to the shots, as the
+recipe's ``--label-examples`` does. Prints one JSON line per config: accuracies, their mean, CPU seconds.
 """
 import argparse
 import json
@@ -26,7 +27,7 @@ from nlptl.fewshot import sample_shots  # noqa: E402
 from nlptl.fewshot.splits import load_benchmark  # noqa: E402
 
 RECIPE = dict(encoder="minilm", head="linear", strategy="top_k", top_k=6, epochs=8, batch_size=32,
-              learning_rate=1e-4, head_learning_rate=1e-2, pairs_per_example=20)
+              learning_rate=1e-4, head_learning_rate=1e-2, pairs_per_example=20, label_examples=False)
 SEEDS = (10, 11)
 HELD_OUT = 1_000
 
@@ -48,6 +49,8 @@ def main() -> None:
         accuracies, cpu = [], []
         for seed in SEEDS:
             shots = sample_shots(draw_from, args.shots, seed)
+            if options.label_examples:
+                shots = few_shot.with_label_sentences(bench, shots)
             if config.get("setfit"):
                 accuracy, _, seconds = few_shot.setfit_system(bench, shots, seed, options)
             else:

@@ -9,8 +9,9 @@
 from .contrastive import ContrastivePairs, sample_pairs
 from .prototypes import PROTOTYPE_TASK, PrototypeHead, class_means, prototypes
 from .shots import sample_shots
-from .zero_shot import SelfTrainResult, label_embeddings, select_pseudo_labels, self_train, zero_shot
+from .zero_shot import (SelfTrainResult, label_embeddings, label_sentences, select_pseudo_labels, self_train,
+                        zero_shot)
 
 __all__ = ["ContrastivePairs", "PrototypeHead", "PROTOTYPE_TASK", "SelfTrainResult", "class_means",
-           "label_embeddings", "prototypes", "sample_pairs", "sample_shots", "select_pseudo_labels",
+           "label_embeddings", "label_sentences", "prototypes", "sample_pairs", "sample_shots", "select_pseudo_labels",
            "self_train", "zero_shot"]

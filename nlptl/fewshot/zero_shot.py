@@ -30,23 +30,36 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str], template: str = DE
     ``descriptions`` maps a label to the word(s) put into the template instead of its name,
     e.g. {"Sci/Tech": ["science", "technology"]}; several are averaged (a prompt ensemble).
     """
+    sentences = label_sentences(labels, template, descriptions)
+    vectors = _unit(encoder.encode(sentences["text"], pooling=pooling))  # (sum of descriptions, D)
+    owner = np.asarray([list(labels).index(label) for label in sentences["label"]])
+    return _unit(np.stack([vectors[owner == c].mean(0) for c in range(len(labels))]))  # (C, D)
+
+
+def label_sentences(labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
+                    descriptions: Mapping[str, str | Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """{"text": the template filled with each label's description(s), "label": whose it is}.
+
+    The sentences ``label_embeddings`` averages; as rows they are labelled examples too, e.g.
+    "This movie review is great." -> positive, which a few-shot fit can train on beside the shots.
+    """
     if "{}" not in template:
         raise ValueError(f"template {template!r} has no '{{}}' where the label goes")
     descriptions = dict(descriptions or {})
     unknown = sorted(set(descriptions) - set(labels))
     if unknown:
         raise ValueError(f"descriptions name label(s) {unknown} that are not in labels={list(labels)}")
-    phrases = []
+    rows: dict[str, list[str]] = {"text": [], "label": []}
     for label in labels:
         words = descriptions.get(label, label)
-        phrases.append([words] if isinstance(words, str) else list(words))
-    flat = [template.format(w) for words in phrases for w in words]
-    vectors = _unit(encoder.encode(flat, pooling=pooling))  # (sum of descriptions, D)
-    out, start = [], 0
-    for words in phrases:
-        out.append(vectors[start : start + len(words)].mean(0))
-        start += len(words)
-    return _unit(np.stack(out))  # (C, D)
+        words = [words] if isinstance(words, str) else list(words)
+        if not words:
+            raise ValueError(f"descriptions[{label!r}] is empty: give at least one word, or leave the label out "
+                             "to use its name")
+        for word in words:
+            rows["text"].append(template.format(word))
+            rows["label"].append(label)
+    return rows
 
 
 def centring_vector(encoder: Encoder, center_on: Sequence[str] | np.ndarray, dim: int,
