@@ -35,7 +35,7 @@ import nlptl
 from nlptl.adaptation import CORAL, DANN, MMD, FeatureTableEncoder, coral_transform, domain_adaptive_pretraining
 from nlptl.adaptation import domain_distance
 from nlptl.adaptation import importance_weights, self_training
-from nlptl.artifacts import check_results_table, write_text_atomically
+from nlptl.artifacts import check_results_table, replaced_atomically, write_text_atomically
 from nlptl.data import load_dataset
 from nlptl.encoders.base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, pool
 from nlptl.encoders.boundary import boundary_states, forward_from_boundary
@@ -517,7 +517,7 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
               *method_notes(results, methods),
               "- No setting was tuned on target labels; each method is scored once after its last epoch.",
               "", "![mean accuracy per method](domain_adaptation.png)"]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(out / "report.md", "\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     axes[0].bar(range(len(methods)), [100 * means[m] for m in methods], color="tab:blue")
     axes[0].set_xticks(range(len(methods)), methods, rotation=35, ha="right")
@@ -529,7 +529,8 @@ def write_report(results: dict, methods: list[str], out: Path) -> None:
     axes[1].legend(fontsize=7)
     axes[1].set_ylabel("target accuracy (%)")
     fig.tight_layout()
-    fig.savefig(out / "domain_adaptation.png", dpi=110)
+    with replaced_atomically(out / "domain_adaptation.png") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
 
 

@@ -130,7 +130,7 @@ def write(out: Path, result: dict) -> None:
                   f"{result['nlptl']['cpu_seconds'] / result['setfit']['cpu_seconds']:.2f}x CPU (process time, "
                   "steadier on a shared machine)"]
     lines += ["", "Per seed: " + json.dumps(result["per_seed"])]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(out / "report.md", "\n".join(lines) + "\n")
 
 
 def resumed(path: Path, result: dict) -> set[int]:

@@ -24,6 +24,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import nlptl
+from nlptl.artifacts import write_text_atomically
 from nlptl.data import dataset_fingerprint
 from nlptl.heads import ClassificationHead
 from nlptl.report import write_report
@@ -82,7 +83,7 @@ def train_run(name, encoder, train, test, strategy, learning_rate, args, runs_di
               "command": f"python recipes/image_classification.py --shots {args.shots} --seed {args.seed}",
               "environment": environment(), "data_fingerprint": {"train": dataset_fingerprint(train),
                                                                  "eval": dataset_fingerprint(test)}}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    write_text_atomically(out / "config.json", json.dumps(config, indent=2))
     predictions = {"labels": labels, "references": list(test["label"]), "predictions": [labels.index(p) for p in predicted]}
     write_results(out, vars(result), predictions, train_size=len(train), eval_size=len(test))
     print(f"{name}: accuracy {result.metrics['accuracy']:.3f}")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import nlptl
+from nlptl.artifacts import write_text_atomically
 from nlptl.data import load_dataset
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import L2SP, Supervised
@@ -68,7 +69,7 @@ def main() -> None:
                for arm, runs in per_arm.items()}}
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "l2sp.json").write_text(json.dumps(results, indent=2))
+    write_text_atomically(out / "l2sp.json", json.dumps(results, indent=2))
     lines = ["# L2-SP against plain fine-tuning, 1% of the labels, MiniLM", "", f"Command: `{results['command']}`", "",
              "| dataset | train rows | epochs | plain (mean ± std) | L2-SP (mean ± std) | difference |",
              "|---|---|---|---|---|---|"]
@@ -76,7 +77,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['train_rows']} | {r['epochs']} | {r['plain']['mean']:.3f} ± {r['plain']['std']:.3f} "
                      f"| {r['l2sp']['mean']:.3f} ± {r['l2sp']['std']:.3f} | "
                      f"{100 * (r['l2sp']['mean'] - r['plain']['mean']):+.1f} pts |")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(out / "report.md", "\n".join(lines) + "\n")
     print(f"report: {out / 'report.md'}")
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import nlptl
+from nlptl.artifacts import write_text_atomically
 from nlptl.data import load_dataset
 from nlptl.heads import ClassificationHead
 from nlptl.runs import resolve_encoder_source
@@ -85,8 +86,8 @@ def main() -> None:
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "multi_task.json").write_text(json.dumps(results, indent=2))
-    (out / "report.md").write_text(report(results, splits))
+    write_text_atomically(out / "multi_task.json", json.dumps(results, indent=2))
+    write_text_atomically(out / "report.md", report(results, splits))
     print(f"report: {out / 'report.md'}")
 
 

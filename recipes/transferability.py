@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from nlptl.artifacts import replaced_atomically, write_text_atomically
 from nlptl.data import load_dataset
 from nlptl.transferability import load_source, logme, rank_candidates
 from nlptl.transferability.ranking import standardized
@@ -134,7 +135,8 @@ def plot_curves(results: dict, path: Path) -> None:
             twin.legend(loc="lower right", fontsize=7)
         axis.legend(loc="upper left", fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with replaced_atomically(path) as f:
+        figure.savefig(f, format="png", dpi=110)
 
 
 def write_report(output: Path, results: dict, settings: dict, command: str) -> None:
@@ -185,7 +187,7 @@ def write_report(output: Path, results: dict, settings: dict, command: str) -> N
             lines.append(f"| {c['rank']} | {c['name']} | {c['dims']} | {c['logme']:.4f} | {c['h_score']:.4f} | "
                          f"{c['knn_accuracy']:.3f} | {acc} | {c['seconds']:.2f} |")
         lines.append("")
-    (output / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(output / "report.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -210,7 +212,7 @@ def main() -> None:
         for result in saved["datasets"].values():  # recompute the comparison: it may have gained columns
             if "accuracy" in result["candidates"][0]:
                 result.update(compare(result, {r["name"]: r["accuracy"] for r in result["candidates"]}))
-        (output / "transferability.json").write_text(json.dumps(saved, indent=2))
+        write_text_atomically(output / "transferability.json", json.dumps(saved, indent=2))
         plot_curves(saved["datasets"], output / "curves.png")
         write_report(output, saved["datasets"], saved["settings"], saved["command"])
         return
@@ -247,7 +249,7 @@ def main() -> None:
         results[name] = result
     settings = {"seed": args.seed, "sample": args.sample, "train_size": args.train_size, "eval_size": args.eval_size,
                 "max_length": args.max_length, "encoders": args.encoders, "primary": "logme"}
-    (output / "transferability.json").write_text(json.dumps(
+    write_text_atomically(output / "transferability.json", json.dumps(
         {"command": command, "settings": settings, "datasets": results}, indent=2))
     plot_curves(results, output / "curves.png")
     write_report(output, results, settings, command)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import nlptl
+from nlptl.artifacts import write_text_atomically
 from nlptl.encoders.base import EncoderOutput
 from nlptl.fewshot import self_train, zero_shot
 from nlptl.fewshot.splits import load_benchmark
@@ -80,8 +81,8 @@ def main() -> None:
                           "self_train_fit": trained.fit.train_seconds}}
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "zero_shot.json").write_text(json.dumps(result, indent=2))
-    (out / "report.md").write_text(
+    write_text_atomically(out / "zero_shot.json", json.dumps(result, indent=2))
+    write_text_atomically(out / "report.md", 
         f"# Zero-shot {args.dataset} with {args.encoder}\n\n"
         f"Command: `python {' '.join(sys.argv)}`\n\nScored on {bench.note}; seed {args.seed}.\n"
         f"Template `{bench.template}`; descriptions {json.dumps(bench.descriptions)}.\n\n"

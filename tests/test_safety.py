@@ -257,3 +257,28 @@ def test_valid_checkpoint_reaches_load_state(tmp_path):
     accelerator = FakeAccelerator()
     state, best = checkpoint.load_checkpoint(accelerator, tmp_path / "run")
     assert accelerator.loaded == [str(path)] and state["global_step"] == 3 and best is None
+
+
+# ----- recipes write their tables through the atomic writers -----------------------------------------
+
+def test_every_recipe_writes_its_files_through_the_atomic_writers():
+    """A recipe killed mid-write must leave the earlier table whole: no direct write_text or savefig(path)."""
+    import ast
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.py"))
+    assert recipes
+    for path in recipes:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        atomic_targets = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With)
+                          for item in node.items if isinstance(item.context_expr, ast.Call)
+                          and getattr(item.context_expr.func, "id", None) == "replaced_atomically"
+                          and isinstance(item.optional_vars, ast.Name)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            where = f"{path.name}:{node.lineno}"
+            assert node.func.attr not in ("write_text", "write_bytes"), f"{where} writes a file in place"
+            if node.func.attr == "savefig":
+                target = node.args[0] if node.args else None
+                assert isinstance(target, ast.Name) and target.id in atomic_targets, \
+                    f"{where} saves a figure in place; save into `with replaced_atomically(path) as f`"
