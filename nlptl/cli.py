@@ -35,6 +35,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train-size", type=int, help="use only this many training rows (seeded sample)")
     data.add_argument("--shots", type=int, help="few-shot: draw this many training examples per class (seeded)")
     data.add_argument("--unlabeled-file", help="unlabelled target-domain text (a text column) for --adaptation")
+    data.add_argument("--label-template", help="text classification: also train on this sentence filled with each "
+                                               "label, e.g. 'This movie review is {}.' (worth most with --shots)")
+    data.add_argument("--label-descriptions", help='JSON: the words that fill --label-template per label instead of '
+                                                   'its name, e.g. \'{"positive": ["good", "great"]}\'')
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", help="path, hub id, or 'minilm' / 'glove-6b-50d' (offline assets)")
     model.add_argument("--encoder-kind", help="encoder kind when it cannot be inferred (see `nlptl encoders`)")
@@ -78,6 +82,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         values = {**FEW_SHOT_DEFAULTS, **values}
     if args.domain:
         values["dataset_options"] = {"domain": args.domain}
+    if args.label_descriptions:
+        try:
+            values["label_descriptions"] = json.loads(args.label_descriptions)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--label-descriptions is not JSON ({e}); write it like "
+                             '\'{"positive": ["good", "great"]}\'') from None
     if args.max_length:
         values["encoder_options"] = {"max_length": args.max_length}
     return RunConfig(**values)

@@ -58,6 +58,10 @@ class RunConfig(TrainConfig):
     train_size: int | None = None  # subsample the labelled set (seeded), for learning-vs-size curves
     shots: int | None = None  # few-shot: draw this many training examples per class (seeded)
     unlabeled_file: str | None = None  # unlabelled target text (a text column) for domain adaptation
+    # text classification: "This movie review is {}." filled with each label name (or its
+    # label_descriptions, e.g. {"positive": ["good", "great"]}) joins the training rows as examples
+    label_template: str | None = None
+    label_descriptions: dict[str, Any] = field(default_factory=dict)
     # model
     encoder: str | None = None
     encoder_kind: str | None = None
@@ -100,6 +104,20 @@ class RunConfig(TrainConfig):
             raise ValueError(f"shots={self.shots!r}: expected an integer >= 1 (examples per class)")
         if self.shots is not None and self.train_size is not None:
             raise ValueError("give shots= (per class) or train_size= (in all), not both")
+        if self.label_template is not None:
+            if self.task != "text-classification":
+                raise ValueError(f"label_template adds labelled sentences to a text classifier's rows; task="
+                                 f"{self.task!r} cannot take them")
+            if not isinstance(self.label_template, str) or "{}" not in self.label_template:
+                raise ValueError(f"label_template={self.label_template!r} needs a '{{}}' where the label goes, "
+                                 "e.g. 'This movie review is {}.'")
+        if self.label_descriptions and self.label_template is None:
+            raise ValueError("label_descriptions fill label_template: give --label-template too")
+        if not isinstance(self.label_descriptions, dict) or not all(
+                isinstance(v, str) or (isinstance(v, list) and all(isinstance(w, str) for w in v))
+                for v in self.label_descriptions.values()):
+            raise ValueError(f"label_descriptions={self.label_descriptions!r}: expected a mapping from label name "
+                             'to a word or a list of words, e.g. {"positive": ["good", "great"]}')
         if self.dataset is None and self.train_file is None:
             raise ValueError("give a dataset name (--dataset) or your own files (--train-file/--eval-file)")
 
@@ -150,6 +168,10 @@ def load_splits(config: RunConfig):
         from .fewshot import sample_shots
 
         train = sample_shots(train, config.shots, config.seed)
+    if config.label_template is not None:
+        from .fewshot import add_label_sentences
+
+        train = add_label_sentences(train, config.label_template, config.label_descriptions)
     return train, evaluation
 
 

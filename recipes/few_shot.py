@@ -42,23 +42,15 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, concatenate_datasets
 
 import nlptl
 from nlptl.artifacts import check_results_table, write_text_atomically
-from nlptl.fewshot import ContrastivePairs, label_sentences, prototypes, sample_shots
+from nlptl.fewshot import ContrastivePairs, add_label_sentences, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
 from nlptl.devices import default_device_type, resolve_precision
 from nlptl.heads import ClassificationHead
 from nlptl.objectives import Supervised
 from nlptl.runs import resolve_encoder_source
-
-
-def with_label_sentences(bench, shots):
-    """The shots plus the zero-shot template filled with each label's descriptions, as labelled rows."""
-    sentences = label_sentences(bench.labels, bench.template, bench.descriptions)
-    extra = {"text": sentences["text"], "label": [bench.labels.index(x) for x in sentences["label"]]}
-    return concatenate_datasets([shots, Dataset.from_dict(extra, features=shots.features)])
 
 
 def nlptl_system(bench, shots, seed: int, args, contrastive: bool) -> tuple[float, float, float]:
@@ -209,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         shots = sample_shots(bench.pool, args.shots, seed)
         if args.label_examples:  # every system trains on the same rows
-            shots = with_label_sentences(bench, shots)
+            shots = add_label_sentences(shots, bench.template, bench.descriptions)
         row = {"seed": seed}
         for name in systems[turn % len(systems):] + systems[: turn % len(systems)]:  # take turns going first
             if name in errors:

@@ -414,3 +414,36 @@ def test_token_classification_trains_and_predicts_spans_from_conll_files(tmp_pat
     assert code == 0, err
     spans = json.loads(out.strip().splitlines()[-1])["entities"]
     assert [(s["entity"], s["text"], s["start"], s["end"]) for s in spans] == [("ANIMAL", "cat", 4, 7)]
+
+
+def test_label_template_adds_one_labelled_sentence_per_description_to_the_training_rows(tmp_path):
+    glove = write_glove(tmp_path)
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(16))
+    dev = write_tsv(tmp_path / "dev.tsv", sentiment_rows(8))
+    code, out, err = cli(["train", "--train-file", str(train), "--eval-file", str(dev), "--text-column", "review",
+                          "--encoder", str(glove), "--encoder-kind", "glove", "--strategy", "full", "--epochs", "2",
+                          "--batch-size", "4", "--output-dir", str(tmp_path / "run"), "--shots", "4",
+                          "--method", "contrastive", "--label-template", "the movie was {}",
+                          "--label-descriptions", '{"5": ["good", "really good"], "1": "bad"}'])
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert metrics["train_size"] == 4 * 2 + 3  # the shots, then "the movie was bad / good / really good"
+    assert config["label_template"] == "the movie was {}" and config["label_descriptions"]["1"] == "bad"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--label-descriptions", "{positive: good}"], "--label-descriptions is not JSON"),
+    (["--label-template", "a review"], "needs a '{}'"),
+    (["--label-descriptions", '{"5": ["good"]}'], "give --label-template too"),
+    (["--label-template", "a {} review", "--label-descriptions", '{"5": [1, 2]}'], "label_descriptions="),
+    (["--label-template", "a {} review", "--label-descriptions", '{"great": ["good"]}'], "not in labels"),
+])
+def test_bad_label_template_flags_are_one_line_errors_before_any_output(tmp_path, flags, expected):
+    glove = write_glove(tmp_path)
+    train = write_tsv(tmp_path / "train.tsv", sentiment_rows(8))
+    code, _, err = cli(["train", "--train-file", str(train), "--eval-file", str(train), "--text-column", "review",
+                        "--encoder", str(glove), "--encoder-kind", "glove", "--output-dir", str(tmp_path / "run"),
+                        *flags])
+    assert_one_line_error(code, err, expected)
+    assert not (tmp_path / "run").exists()

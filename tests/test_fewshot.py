@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import nlptl
-from nlptl.fewshot import (ContrastivePairs, PrototypeHead, prototypes, sample_pairs, sample_shots,
-                           label_embeddings, label_sentences, select_pseudo_labels, self_train, zero_shot)
+from nlptl.fewshot import (ContrastivePairs, PrototypeHead, add_label_sentences, label_embeddings, label_sentences,
+                           prototypes, sample_pairs, sample_shots, select_pseudo_labels, self_train, zero_shot)
 from nlptl.heads import ClassificationHead
 from tests.tiny import all_builders
 
@@ -246,6 +246,22 @@ def test_label_sentences_fill_the_template_with_each_description_and_name_bad_on
         label_sentences(["negative", "positive"], "A {} film.", {"positive": []})
     with pytest.raises(ValueError, match="not in labels"):
         label_sentences(["negative", "positive"], "A {} film.", {"neutral": "so-so"})
+
+
+def test_add_label_sentences_appends_labelled_rows_and_refuses_data_it_cannot_extend():
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    shots = datasets.Dataset.from_dict({"text": ["dull", "fun"], "label": [0, 1]}, features=features)
+    grown = add_label_sentences(shots, "A {} film.", {"positive": ["good", "great"]})
+    assert list(zip(grown["text"], grown["label"])) == [("dull", 0), ("fun", 1), ("A negative film.", 0),
+                                                        ("A good film.", 1), ("A great film.", 1)]
+    assert grown.features == shots.features and len(shots) == 2  # a new dataset; the shots are unchanged
+    with pytest.raises(ValueError, match="columns"):
+        add_label_sentences(shots.add_column("text_pair", ["a", "b"]), "A {} film.")
+    with pytest.raises(ValueError, match="ClassLabel"):
+        add_label_sentences(datasets.Dataset.from_dict({"text": ["a"], "label": [0.5]}), "A {} film.")
 
 
 def test_label_embeddings_average_the_unit_features_of_each_labels_sentences(encoder):

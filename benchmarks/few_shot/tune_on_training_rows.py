@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 
 import few_shot  # noqa: E402  (recipes/few_shot.py: the systems being compared)
-from nlptl.fewshot import sample_shots  # noqa: E402
+from nlptl.fewshot import add_label_sentences, sample_shots  # noqa: E402
 from nlptl.fewshot.splits import load_benchmark  # noqa: E402
 
 RECIPE = dict(encoder="minilm", head="linear", strategy="top_k", top_k=6, epochs=8, batch_size=32,
@@ -50,7 +50,7 @@ def main() -> None:
         for seed in SEEDS:
             shots = sample_shots(draw_from, args.shots, seed)
             if options.label_examples:
-                shots = few_shot.with_label_sentences(bench, shots)
+                shots = add_label_sentences(shots, bench.template, bench.descriptions)
             if config.get("setfit"):
                 accuracy, _, seconds = few_shot.setfit_system(bench, shots, seed, options)
             else:

@@ -62,6 +62,28 @@ def label_sentences(labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
     return rows
 
 
+def add_label_sentences(dataset: Any, template: str = DEFAULT_TEMPLATE,
+                        descriptions: Mapping[str, str | Sequence[str]] | None = None) -> Any:
+    """A ``datasets.Dataset`` (``text`` + ``ClassLabel`` ``label``) with ``label_sentences`` appended as rows.
+
+    Every label's template sentence(s) becomes one labelled example: with eight shots a class,
+    "This movie review is great." -> positive is worth several more (``--label-examples`` in
+    ``recipes/few_shot.py``; ``label_template=`` in a run).
+    """
+    import datasets
+
+    names = getattr(dataset.features.get("label"), "names", None)
+    if names is None:
+        raise ValueError("label sentences need a classification dataset whose 'label' column is a ClassLabel "
+                         "with names (what nlptl.data loaders return)")
+    if set(dataset.column_names) != {"text", "label"}:
+        raise ValueError(f"label sentences are single texts; this dataset has columns {dataset.column_names} "
+                         "(only 'text' and 'label' can take them)")
+    rows = label_sentences(names, template, descriptions)
+    extra = {"text": rows["text"], "label": [names.index(label) for label in rows["label"]]}
+    return datasets.concatenate_datasets([dataset, datasets.Dataset.from_dict(extra, features=dataset.features)])
+
+
 def centring_vector(encoder: Encoder, center_on: Sequence[str] | np.ndarray, dim: int,
                     batch_size: int = 64) -> np.ndarray:
     """(D,) mean unit feature of unlabelled texts (a list of strings, or their features (M, D))."""
