@@ -242,6 +242,7 @@ def test_label_sentences_fill_the_template_with_each_description_and_name_bad_on
     rows = label_sentences(["negative", "positive"], "A {} film.", {"positive": ["good", "great"]})
     assert rows == {"text": ["A negative film.", "A good film.", "A great film."],
                     "label": ["negative", "positive", "positive"]}
+    assert label_sentences(["a", "b"], "{x} is {}")["text"] == ["{x} is a", "{x} is b"]  # other braces kept
     with pytest.raises(ValueError, match=r"descriptions\['positive'\] is empty"):
         label_sentences(["negative", "positive"], "A {} film.", {"positive": []})
     with pytest.raises(ValueError, match="not in labels"):

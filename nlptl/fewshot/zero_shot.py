@@ -57,7 +57,7 @@ def label_sentences(labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
             raise ValueError(f"descriptions[{label!r}] is empty: give at least one word, or leave the label out "
                              "to use its name")
         for word in words:
-            rows["text"].append(template.format(word))
+            rows["text"].append(template.replace("{}", word))  # not format(): other braces stay as written
             rows["label"].append(label)
     return rows
 
