@@ -300,6 +300,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     results.setdefault("pairs", {}), results.setdefault("a_distance", {})
+    earlier_seconds = results.get("seconds", 0.0)  # --resume: the table's time is every run's, not the last one's
     settings = {"encoder": args.encoder, "max_length": args.max_length, "model": args.model,
                 "fit": FIT if args.model == "adapter" else TOP_LAYER_FIT, "seed": args.seed, "limit": args.limit,
                 "dapt": {"epochs": args.dapt_epochs, "texts": args.dapt_texts, "train_top_k": 1,
@@ -391,9 +392,9 @@ def main(argv=None) -> None:
                 for key, value in log.items():
                     results.setdefault(key, {})[name] = value
             print(f"{name:22s} {method:22s} {row[method]:.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
-            results["seconds"] = round(time.perf_counter() - started, 1)
+            results["seconds"] = round(earlier_seconds + time.perf_counter() - started, 1)
             write_json(results_file, results)
-    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["seconds"] = round(earlier_seconds + time.perf_counter() - started, 1)
     write_json(results_file, results)
     write_report(results, methods, out)
     print(f"wrote {results_file} and {out / 'report.md'} ({results['seconds']:.0f} s)")
