@@ -66,7 +66,7 @@ def main() -> None:
                                                          text_features=features, center_on=center_on))
     started = time.perf_counter()
     trained = self_train(encoder, list(pool["text"]), bench.labels, bench.template, bench.descriptions,
-                         top_fraction=args.top_fraction, seed=args.seed,
+                         top_fraction=args.top_fraction, seed=args.seed, text_features=pool_features,
                          true_labels=[bench.labels[i] for i in pool["label"]])
     self_seconds = time.perf_counter() - started
     self_trained = head_accuracy(trained.model, features, gold)

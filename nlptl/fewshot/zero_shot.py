@@ -173,10 +173,12 @@ class SelfTrainResult:
 def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequence[str],
                template: str = DEFAULT_TEMPLATE, descriptions: Mapping[str, str | Sequence[str]] | None = None,
                top_fraction: float | None = 0.3, min_confidence: float | None = None, head: Any = None,
-               true_labels: Sequence[str] | None = None, center: bool = True, **fit_options: Any) -> SelfTrainResult:
+               true_labels: Sequence[str] | None = None, center: bool = True,
+               text_features: np.ndarray | None = None, **fit_options: Any) -> SelfTrainResult:
     """Zero-shot pseudo-labels on ``unlabelled_texts``, then a head trained on them with ``nlptl.fit``.
 
     ``center=True`` scores them centred on their own mean feature (``zero_shot``'s ``center_on``).
+    ``text_features`` (N, D) reuses features already computed with ``encoder.encode(unlabelled_texts)``.
 
     Default: a ClassificationHead on the frozen encoder (``strategy="feature_extraction"``, whose
     features ``fit`` caches), 20 epochs; any ``fit`` option overrides. ``true_labels`` (never used
@@ -187,7 +189,7 @@ def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequen
 
     labels = list(labels)
     texts = list(unlabelled_texts)
-    features = encoder.encode(texts)  # (N, D)
+    features = encoder.encode(texts) if text_features is None else text_features  # (N, D)
     _, scores = zero_shot(encoder, texts, labels, template, descriptions, return_scores=True,
                           text_features=features, center_on=features if center else None)
     rows, ids = select_pseudo_labels(scores, top_fraction, min_confidence)
