@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import pickle
+import re
 import sys
 import time
 from pathlib import Path
@@ -324,9 +325,10 @@ def main(argv=None) -> None:
     cached, features = {}, {}
     cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"  # MiniLM's pass over each domain, kept so a rerun (--resume) skips it
     cache_dir.mkdir(parents=True, exist_ok=True)
+    encoder_tag = re.sub(r"[^A-Za-z0-9._-]+", "_", args.encoder).strip("_")  # --encoder may be a path
     for d in needed:
         t = time.perf_counter()
-        stem = cache_dir / f"{d}-{args.encoder}-{args.max_length}-{args.limit or 'all'}"
+        stem = cache_dir / f"{d}-{encoder_tag}-{args.max_length}-{args.limit or 'all'}"
         if Path(f"{stem}.npy").exists() and "dapt" not in methods and args.model == "adapter":  # states not needed
             features[d] = np.load(f"{stem}.npy")
             continue

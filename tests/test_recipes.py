@@ -178,3 +178,40 @@ def test_top_layer_over_cached_states_matches_the_full_encoder_and_trains_only_i
     before = dict(encoder.named_parameters())  # the caller's encoder: copied, never trained
     changed = {n for n, p in model.encoder.encoder.named_parameters() if not torch.equal(p, before[n])}
     assert changed and changed <= top, changed - top
+
+
+def write_amazon_domain(root: Path, domain: str, n: int = 8) -> None:
+    """``n`` positive and ``n`` negative Blitzer-format reviews, built from the tiny BERT's words."""
+    folder = root / "amazon_multidomain" / domain
+    folder.mkdir(parents=True)
+    for name, words in (("positive", "a really good {} film"), ("negative", "the {} movie was not good, bad")):
+        blocks = "".join(f"<review>\n<review_text>\n{words.format(domain)} {i}\n</review_text>\n</review>\n"
+                         for i in range(n))
+        (folder / f"{name}.review").write_text(f"<reviews>\n{blocks}</reviews>\n")
+
+
+def test_domain_adaptation_end_to_end_and_resume_adds_its_time_to_the_tables(tmp_path):
+    """The recipe's whole path on a tiny BERT and tiny Amazon files; a --resume run keeps the finished rows
+    and its table's seconds are every run's together (it once kept only the last run's)."""
+    from tests.tiny.transformers import HF_DIR, build_bert
+
+    recipe = load_recipe()
+    build_bert(tmp_path)
+    for domain in ("books", "dvd"):
+        write_amazon_domain(tmp_path / "data", domain)
+    out = tmp_path / "table"
+    common = ["--data-dir", str(tmp_path / "data"), "--encoder", str(tmp_path / HF_DIR), "--max-length", "16",
+              "--pairs", "books->dvd", "--output", str(out)]
+    recipe.main([*common, "--methods", "source_only"])
+    first = json.loads((out / "domain_adaptation.json").read_text())
+    accuracy = first["pairs"]["books->dvd"]["source_only"]
+    assert 0.0 <= accuracy <= 1.0 and "books->dvd" in first["a_distance"]
+
+    first["seconds"] = 1000.0  # as if the first run had taken 1,000 s
+    (out / "domain_adaptation.json").write_text(json.dumps(first))
+    recipe.main([*common, "--methods", "source_only,coral", "--resume"])
+    resumed = json.loads((out / "domain_adaptation.json").read_text())
+    assert resumed["pairs"]["books->dvd"]["source_only"] == accuracy  # kept, not rerun
+    assert 0.0 <= resumed["pairs"]["books->dvd"]["coral"] <= 1.0
+    assert 1000.0 < resumed["seconds"] < 1000.0 + 300
+    assert "| books->dvd |" in (out / "report.md").read_text()
