@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules,
 import torch  # noqa: E402
 
 from nlptl.devices import cpu_has_native_bf16  # noqa: E402
+from nlptl.artifacts import write_text_atomically  # noqa: E402
 
 from encoding_cases import case_encode, case_flops, case_glove  # noqa: E402
 from fe_cases import case_encode_memory, case_fe_vs_sklearn  # noqa: E402
@@ -145,7 +146,7 @@ def environment(device: str, threads: int) -> dict:
 
 def write(path: Path, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(path, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -259,15 +259,16 @@ def test_valid_checkpoint_reaches_load_state(tmp_path):
     assert accelerator.loaded == [str(path)] and state["global_step"] == 3 and best is None
 
 
-# ----- recipes write their tables through the atomic writers -----------------------------------------
+# ----- recipes and benchmarks write their tables through the atomic writers --------------------------
 
-def test_every_recipe_writes_its_files_through_the_atomic_writers():
-    """A recipe killed mid-write must leave the earlier table whole: no direct write_text or savefig(path)."""
+def test_every_recipe_and_benchmark_writes_its_files_through_the_atomic_writers():
+    """A script killed mid-write must leave the earlier table whole: no direct write_text or savefig(path)."""
     import ast
 
-    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.py"))
-    assert recipes
-    for path in recipes:
+    root = Path(__file__).resolve().parents[1]
+    scripts = sorted([*(root / "recipes").glob("*.py"), *(root / "benchmarks").rglob("*.py")])
+    assert any(p.parent.name == "recipes" for p in scripts) and any("benchmarks" in p.parts for p in scripts)
+    for path in scripts:
         tree = ast.parse(path.read_text(), filename=str(path))
         atomic_targets = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With)
                           for item in node.items if isinstance(item.context_expr, ast.Call)
@@ -276,7 +277,7 @@ def test_every_recipe_writes_its_files_through_the_atomic_writers():
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
-            where = f"{path.name}:{node.lineno}"
+            where = f"{path.relative_to(root)}:{node.lineno}"
             assert node.func.attr not in ("write_text", "write_bytes"), f"{where} writes a file in place"
             if node.func.attr == "savefig":
                 target = node.args[0] if node.args else None

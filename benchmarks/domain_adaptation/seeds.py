@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nlptl.artifacts import write_text_atomically
+
 GOAL_POINTS, GOAL_PAIRS = 1.5, 9
 
 
@@ -75,7 +77,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
-        Path(args.output).write_text(text)
+        write_text_atomically(Path(args.output), text)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from nlptl.artifacts import write_text_atomically
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_COMMIT = "5d54efb"  # "Engine: TrainConfig, pluggable objectives, named sources, ..."
@@ -87,7 +88,7 @@ def main() -> None:
     report = {"command": "python benchmarks/engine/before_after.py " + " ".join(sys.argv[1:]),
               "before": before_sha, "after": after_sha, "rounds": args.rounds, "threads": args.threads,
               "environment": runs["after"][0]["environment"], "cases": table}
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(args.output, json.dumps(report, indent=2) + "\n")
     print(f"{'case':<5} {'before (' + before_sha + ')':<24} {'after (' + after_sha + ')':<24} after/before  target")
     for row in table:
         before = ", ".join(f"{r:.2f}" for r in row["before_ratios"])

@@ -29,6 +29,7 @@ import numpy as np
 
 import nlptl
 from nlptl import assets
+from nlptl.artifacts import write_text_atomically
 from nlptl.fewshot.splits import load_benchmark
 from nlptl.fewshot.zero_shot import label_embeddings
 
@@ -82,7 +83,7 @@ def main() -> None:
         print(name, {k: v["accuracy"] for k, v in row.items() if isinstance(v, dict)}, flush=True)
     names = ["none", "center_texts", "center_both", "class_mean"]
     result["mean_accuracy"] = {v: float(np.mean([d[v]["accuracy"] for d in result["datasets"].values()])) for v in names}
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomically(Path(args.output), json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["mean_accuracy"]))
 
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 from pathlib import Path
+from nlptl.artifacts import write_text_atomically
 
 
 def from_time_log(text: str) -> dict:
@@ -41,7 +42,7 @@ def main() -> None:
               "metrics": results["metrics"], "train_seconds": results["train_seconds"],
               "train_size": results["train_size"], "eval_size": results["eval_size"],
               **from_time_log(args.time_log.read_text())}
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomically(args.output, json.dumps(record, indent=2) + "\n")
     print(f"F1 {record['metrics']['f1']:.4f}, {record['wall_clock']}, {record['peak_memory_mb']:.0f} MB -> {args.output}")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 import nlptl
+from nlptl.artifacts import write_text_atomically
 from nlptl.data.conll import load_conll2003
 from nlptl.heads.token_classification import TokenClassificationHead, tag_names
 from nlptl.runs import reinitialize, resolve_encoder_source
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = (f"-train{args.train_size}" if args.train_size else "") + (f"-dev{args.dev_size}" if args.dev_size else "")
     target = Path(__file__).parent / "results" / f"{name}{sizes}.json"
     target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(record, indent=2, default=str))
+    write_text_atomically(target, json.dumps(record, indent=2, default=str))
     print(json.dumps({k: result.metrics.get(k) for k in ("f1", "viterbi_f1", "argmax_f1", "token_accuracy")}),
           f"{result.train_seconds:.0f}s")
 

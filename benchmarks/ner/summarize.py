@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from nlptl.artifacts import write_text_atomically
 
 HERE = Path(__file__).parent
 ROWS = ["minilm-full", "minilm-top2", "minilm-frozen", "minilm-frozen-default", "glove-bilstm", "minilm-scratch"]
@@ -24,7 +25,7 @@ def main() -> None:
                       "train_seconds": round(r["train_seconds"], 1), "eval_seconds": r.get("eval_seconds"),
                       "trainable_parameters": r["trainable_parameters"]})
     table.sort(key=lambda row: ROWS.index(row["config"]) if row["config"] in ROWS else 99)
-    (HERE / "results.json").write_text(json.dumps(table, indent=2))
+    write_text_atomically(HERE / "results.json", json.dumps(table, indent=2))
     for row in table:
         types = " ".join(f"{k} {v:.3f}" for k, v in sorted(row["per_type_f1"].items()))
         print(f"| {row['run']} | {row['f1']:.3f} | {row['argmax_f1']:.3f} | {row['macro_f1']:.3f} | "

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from nlptl.artifacts import write_text_atomically
 
 HERE = Path(__file__).resolve().parent
 NLPTL = [sys.executable, "-m", "nlptl.cli"]
@@ -75,7 +76,7 @@ def main() -> None:
                "auto": {"accuracy": auto["runs"]["chosen"]["accuracy"], "seconds_total": auto["seconds"],
                         "wall_seconds": round(auto_seconds, 1), "chosen": auto["runs"]["chosen"]["settings"]},
                "goal_met": auto["runs"]["chosen"]["accuracy"] >= best["accuracy"]}
-    (args.output / "cli-defaults.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomically(args.output / "cli-defaults.json", json.dumps(summary, indent=1) + "\n")
     print(json.dumps({"auto": summary["auto"]["accuracy"], **{k: v["accuracy"] for k, v in results.items()},
                       "goal_met": summary["goal_met"]}))
 
