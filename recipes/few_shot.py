@@ -27,7 +27,7 @@ for every system alike:
 Training seconds are wall time of training alone (nlptl: ``FitResult.train_seconds``, which counts
 preparing rows and caches; SetFit: ``Trainer.train()``, which counts pair sampling and its
 logistic-regression head); loading the model and scoring are not counted. Systems take turns
-within each seed, so a busy machine slows them alike. Writes few_shot.json and report.md,
+going first, by seed number, so a busy machine slows them alike. Writes few_shot.json and report.md,
 updated after every seed; ``--resume`` keeps the finished seeds and runs the others. An existing
 few_shot.json in --output is never replaced silently: pass ``--resume`` or ``--overwrite``.
 """
@@ -196,14 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     errors: dict[str, str] = {}
     done = resumed(out / "few_shot.json", result) if args.resume else set()
     out.mkdir(parents=True, exist_ok=True)
-    for turn, seed in enumerate(seeds):
+    for seed in seeds:
         if seed in done:
             continue
         shots = sample_shots(bench.pool, args.shots, seed)
         if args.label_examples:  # every system trains on the same rows
             shots = add_label_sentences(shots, bench.template, bench.descriptions)
         row = {"seed": seed}
-        for name in systems[turn % len(systems):] + systems[: turn % len(systems)]:  # take turns going first
+        first = seed % len(systems)  # by seed number, so a --resume run of seed 3 orders them as a full run would
+        for name in systems[first:] + systems[:first]:  # take turns going first
             if name in errors:
                 continue
             try:

@@ -149,6 +149,26 @@ def test_few_shot_label_examples_give_every_system_the_same_shots_plus_the_label
     assert settings.get("label_examples", False) is label_examples
 
 
+def test_few_shot_systems_take_turns_going_first_by_seed_number_when_a_run_starts_after_seed_0(tmp_path, monkeypatch):
+    import datasets
+
+    from nlptl.fewshot.splits import Benchmark
+
+    recipe = load_recipe("few_shot")
+    pool = datasets.Dataset.from_dict({"text": ["bad film", "fine film"], "label": [0, 1]})
+    monkeypatch.setattr(recipe, "load_benchmark", lambda *a, **k: Benchmark(
+        "sst2", pool, pool, ["negative", "positive"], "A {} film.", {}, "2 rows"))
+    order = []
+    monkeypatch.setattr(recipe, "setfit_system", lambda bench, shots, seed, args: order.append((seed, "setfit"))
+                        or (0.5, 1.0, 1.0))
+    monkeypatch.setattr(recipe, "nlptl_system", lambda bench, shots, seed, args, contrastive: order.append(
+        (seed, "nlptl" if contrastive else "plain_fine_tune")) or (0.5, 1.0, 1.0))
+    recipe.main(["--data-dir", "unused", "--shots", "1", "--seeds", "1,2", "--compare", "setfit",
+                 "--output", str(tmp_path / "out")])
+    assert order == [(1, "plain_fine_tune"), (1, "setfit"), (1, "nlptl"),
+                     (2, "setfit"), (2, "nlptl"), (2, "plain_fine_tune")]
+
+
 def test_top_layer_over_cached_states_matches_the_full_encoder_and_trains_only_its_top(tmp_path):
     """--model top_layer replays MiniLM's top layer on cached states: the output must be the encoder's own."""
     import torch
