@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules,
 
 import torch  # noqa: E402
 
-from nlptl.devices import cpu_has_native_bf16  # noqa: E402
 from nlptl.artifacts import write_text_atomically  # noqa: E402
+from nlptl.devices import cpu_has_native_bf16  # noqa: E402
 
 from encoding_cases import case_encode, case_flops, case_glove  # noqa: E402
 from fe_cases import case_encode_memory, case_fe_vs_sklearn  # noqa: E402

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
 from nlptl.artifacts import write_text_atomically
 
 ROOT = Path(__file__).resolve().parents[2]

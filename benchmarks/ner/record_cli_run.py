@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 from pathlib import Path
+
 from nlptl.artifacts import write_text_atomically
 
 

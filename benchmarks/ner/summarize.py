@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from nlptl.artifacts import write_text_atomically
 
 HERE = Path(__file__).parent

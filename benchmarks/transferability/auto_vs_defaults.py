@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 from nlptl.artifacts import write_text_atomically
 
 HERE = Path(__file__).resolve().parent
