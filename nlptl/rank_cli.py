@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .artifacts import write_text_atomically
 from .transferability.ranking import SCORES
 
 DEFAULT_ENCODERS = ["minilm", "glove-6b-50d", "tfidf"]
@@ -93,7 +94,7 @@ def cmd_rank(args: argparse.Namespace) -> None:
               "split": args.split, "labels": dataset.features["label"].names, **result}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
+    write_text_atomically(output, json.dumps(result, indent=2))
     print(format_table(result))
     print(f"wrote {output}")
 
@@ -106,11 +107,13 @@ def cmd_auto(args: argparse.Namespace) -> None:
 
     if args.dataset and args.train_file:
         raise ValueError("give either --dataset or --train-file (with --eval-file), not both")
-    data = {"dataset": args.dataset, "data_dir": args.data_dir, "train_size": args.train_size,
-            "dataset_options": {"domain": args.domain} if args.domain else {}}
-    if args.train_file:
-        data = {"train_file": args.train_file, "eval_file": args.eval_file, "text_column": args.text_column,
-                "label_column": args.label_column, "train_size": args.train_size}
+    data = {"eval_file": args.eval_file, "text_column": args.text_column, "label_column": args.label_column,
+            "train_size": args.train_size}  # with --dataset, --eval-file is what it is scored on (e.g. a target domain)
+    if args.dataset:
+        data.update(dataset=args.dataset, data_dir=args.data_dir,
+                    dataset_options={"domain": args.domain} if args.domain else {})
+    else:
+        data.update(train_file=args.train_file)
     command = "nlptl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
     result = auto(data, args.output_dir, budget_minutes=args.budget_minutes, sources=args.encoders,
                   sample=args.sample, seed=args.seed, command=command, overwrite=args.overwrite,
@@ -143,7 +146,8 @@ def add_commands(subparsers) -> None:
     data.add_argument("--domain", help="amazon_reviews: books, dvd, electronics or kitchen")
     data.add_argument("--data-dir", help="folder with local copies of the named datasets (or set NLPTL_DATA_DIR)")
     data.add_argument("--train-file", help="your own labelled training file")
-    data.add_argument("--eval-file", help="your own labelled evaluation file")
+    data.add_argument("--eval-file", help="your own labelled evaluation file (with --dataset: scored on it instead "
+                      "of the dataset's evaluation split, e.g. the target domain of --unlabeled-file)")
     data.add_argument("--text-column", default="text")
     data.add_argument("--label-column", default="label")
     data.add_argument("--train-size", type=int, help="train on this many seeded training rows")

@@ -362,3 +362,30 @@ def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tm
     code, _, stderr = run_cli(argv)  # the same command again: refused, nothing touched
     assert code == 1 and "already holds an earlier nlptl auto" in stderr and "--overwrite" in stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
+def test_auto_trains_on_a_named_dataset_and_scores_on_your_evaluation_file(tmp_path, monkeypatch):
+    """Train on one Amazon domain, score on another domain's file: --dataset with --eval-file (it once failed
+    with "no evaluation split None")."""
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    write_auto_inputs(tmp_path)
+    folder = tmp_path / "data" / "amazon_multidomain" / "books"
+    folder.mkdir(parents=True)
+    for name, texts in (("positive", GOOD), ("negative", BAD)):
+        blocks = "".join(f"<review>\n<review_text>\n{t} {i}\n</review_text>\n</review>\n"
+                         for i in range(4) for t in texts)
+        (folder / f"{name}.review").write_text(f"<reviews>\n{blocks}</reviews>\n")
+    (tmp_path / "eval.tsv").write_text((tmp_path / "eval.tsv").read_text().replace("\tpos\n", "\tpositive\n")
+                                       .replace("\tneg\n", "\tnegative\n"))
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(["auto", "--dataset", "amazon_reviews", "--domain", "books", "--data-dir",
+                               str(tmp_path / "data"), "--eval-file", str(tmp_path / "eval.tsv"), "--encoders",
+                               str(tmp_path / HF_DIR), "tfidf", "--sample", "32", "--budget-minutes", "5",
+                               "--output-dir", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    scored = [name for name in metrics["runs"] if not name.startswith("selection/")]  # those use training rows
+    assert "tfidf_lr" in scored
+    for name in scored:
+        predictions = json.loads((out / name / "predictions.json").read_text())
+        assert len(predictions["references"]) == 16 and predictions["labels"] == ["negative", "positive"]
