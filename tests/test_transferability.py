@@ -389,3 +389,15 @@ def test_auto_trains_on_a_named_dataset_and_scores_on_your_evaluation_file(tmp_p
     for name in scored:
         predictions = json.loads((out / name / "predictions.json").read_text())
         assert len(predictions["references"]) == 16 and predictions["labels"] == ["negative", "positive"]
+
+
+def test_auto_plans_for_the_adaptation_stream():
+    """With unlabelled target text every step also trains on a target batch, and frozen strategies cache it."""
+    from nlptl.transferability.auto import BACKWARD_FACTOR, OVERHEAD, estimate_run_seconds
+
+    plain = estimate_run_seconds(0.01, 1000, 200, "full", None, 7, epochs=2)
+    adapted = estimate_run_seconds(0.01, 1000, 200, "full", None, 7, epochs=2, target_rows=3000)
+    assert adapted - plain == pytest.approx(OVERHEAD * 0.01 * 1000 * BACKWARD_FACTOR * 2)  # one batch a step
+    top = estimate_run_seconds(0.01, 1000, 200, "top_k", 1, 7, epochs=1)
+    top_adapted = estimate_run_seconds(0.01, 1000, 200, "top_k", 1, 7, epochs=1, target_rows=3000)
+    assert top_adapted - top == pytest.approx(OVERHEAD * 0.01 * (3000 + 1000 * BACKWARD_FACTOR / 7))
