@@ -401,3 +401,17 @@ def test_auto_plans_for_the_adaptation_stream():
     top = estimate_run_seconds(0.01, 1000, 200, "top_k", 1, 7, epochs=1)
     top_adapted = estimate_run_seconds(0.01, 1000, 200, "top_k", 1, 7, epochs=1, target_rows=3000)
     assert top_adapted - top == pytest.approx(OVERHEAD * 0.01 * (3000 + 1000 * BACKWARD_FACTOR / 7))
+
+
+def test_auto_says_what_budget_the_whole_plan_needs_when_it_trains_less(tmp_path, monkeypatch):
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    write_auto_inputs(tmp_path)
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
+                               str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
+                               "--budget-minutes", "0.01", "--output-dir", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["choice"]["epochs"] == 1
+    hint = next(note for note in metrics["notes"] if "--budget-minutes" in note)
+    assert int(hint.rsplit("--budget-minutes ", 1)[1].split()[0]) >= 1 and hint in (out / "report.md").read_text()

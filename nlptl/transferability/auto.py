@@ -16,6 +16,7 @@ machine, and each run's cost is estimated from it (see :func:`estimate_run_secon
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -145,6 +146,12 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
         advised = (choice["strategy"], choice["top_k"])
         contenders = [advised] + ([("full", None)] if advised[0] != "full" else [])
         scratch = cost("full", None, n_train, 1)
+        # what MAX_EPOCHS with every run would take: the comparison on held-out rows (when there are two
+        # contenders), the unadapted run (when adapting), the chosen run, the from-scratch baseline
+        trials_at_max = sum(cost(s, k, n_train - n_dev, MAX_EPOCHS, n_dev) for s, k in contenders)
+        final_at_max = max(cost(s, k, n_train, MAX_EPOCHS, target_rows=stream)
+                           + (cost(s, k, n_train, MAX_EPOCHS) if adapt else 0.0) for s, k in contenders)
+        whole = (trials_at_max if len(contenders) > 1 else 0.0) + final_at_max + scratch
         plan = None  # (epochs, select?)
         for epochs in range(MAX_EPOCHS, 0, -1):
             final = max(cost(s, k, n_train, epochs, target_rows=stream) for s, k in contenders)
@@ -160,6 +167,10 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
                 notes.append("no budget to compare the advised freeze line with full fine-tuning on held-out rows; "
                              "trained the advised configuration")
         epochs, select = plan
+        if whole > left():
+            minutes = math.ceil((budget - left() + whole) / 60)
+            notes.append(f"the budget left {left():.0f} s for training; {MAX_EPOCHS} epochs with every comparison "
+                         f"were estimated at {whole:.0f} s: --budget-minutes {minutes} would fit them")
         selected = advised
         if select:
             folder = out / "selection"
