@@ -55,8 +55,7 @@ def estimate_run_seconds(forward_per_row: float, n_train: int, n_eval: int, stra
     and the target rows are cached too.
     """
     trained = {"feature_extraction": 0.0, "top_k": (top_k or 0) / num_groups}.get(strategy, 1.0)
-    cached_rows = n_train + target_rows
-    caching = forward_per_row * cached_rows if strategy in ("feature_extraction", "top_k") else 0.0
+    caching = forward_per_row * (n_train + target_rows) if strategy in ("feature_extraction", "top_k") else 0.0
     streams = 2 if target_rows else 1
     epoch = forward_per_row * (streams * n_train * BACKWARD_FACTOR * trained + n_eval * max(trained, 0.05))
     return OVERHEAD * (caching + epochs * epoch)
@@ -148,10 +147,11 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
         scratch = cost("full", None, n_train, 1)
         # what MAX_EPOCHS with every run would take: the comparison on held-out rows (when there are two
         # contenders), the unadapted run (when adapting), the chosen run, the from-scratch baseline
-        trials_at_max = sum(cost(s, k, n_train - n_dev, MAX_EPOCHS, n_dev) for s, k in contenders)
+        trials_at_max = (sum(cost(s, k, n_train - n_dev, MAX_EPOCHS, n_dev) for s, k in contenders)
+                         if len(contenders) > 1 else 0.0)
         final_at_max = max(cost(s, k, n_train, MAX_EPOCHS, target_rows=stream)
                            + (cost(s, k, n_train, MAX_EPOCHS) if adapt else 0.0) for s, k in contenders)
-        whole = (trials_at_max if len(contenders) > 1 else 0.0) + final_at_max + scratch
+        whole = trials_at_max + final_at_max + scratch
         plan = None  # (epochs, select?)
         for epochs in range(MAX_EPOCHS, 0, -1):
             final = max(cost(s, k, n_train, epochs, target_rows=stream) for s, k in contenders)
