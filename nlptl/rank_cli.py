@@ -121,7 +121,8 @@ def cmd_auto(args: argparse.Namespace) -> None:
     summary = {name: r["accuracy"] for name, r in result["runs"].items()}
     print(json.dumps({"output_dir": args.output_dir, "choice": result["choice"].get("best_candidate"),
                       "strategy": result["choice"]["strategy"], "top_k": result["choice"]["top_k"],
-                      "accuracy": summary, "negative_transfer": result["negative_transfer"]}))
+                      "accuracy": summary, "negative_transfer": result["negative_transfer"],
+                      "best_run": result["best_run"]}))
 
 
 def add_commands(subparsers) -> None:

@@ -336,7 +336,14 @@ def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, mo
             assert len(dev_rows) == choice["dev_rows"] == 3  # 10% of the 32 training rows, none of the eval file's
     report = (out / "report.md").read_text()
     assert "## The choice" in report and "## Result" in report and "tfidf_lr" in report
-    assert json.loads(stdout.strip().splitlines()[-1])["negative_transfer"] == metrics["negative_transfer"]
+    printed = json.loads(stdout.strip().splitlines()[-1])
+    assert printed["negative_transfer"] == metrics["negative_transfer"]
+    # the run to use: the best evaluation accuracy among the final runs, named in the report and on stdout
+    finals = {name: run["accuracy"] for name, run in metrics["runs"].items() if not name.startswith("selection/")}
+    assert printed["best_run"] == metrics["best_run"] and finals[metrics["best_run"]] == max(finals.values())
+    assert f"Best on the evaluation split: `{metrics['best_run']}/`" in report
+    if "chosen" in metrics["runs"]:
+        assert metrics["negative_transfer"] == (metrics["best_run"] in ("tfidf_lr", "from_scratch"))
 
 
 def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tmp_path, monkeypatch):

@@ -209,7 +209,8 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     negative = "chosen" in runs and bool(baselines) and runs["chosen"]["accuracy"] < max(baselines)
     if "unadapted" in runs and "chosen" in runs:
         choice["adaptation"]["negative_transfer"] = runs["chosen"]["accuracy"] < runs["unadapted"]["accuracy"]
-    result = {"choice": choice, "runs": runs, "negative_transfer": negative, "budget_minutes": budget_minutes,
+    result = {"choice": choice, "runs": runs, "negative_transfer": negative, "best_run": _best_run(runs),
+              "budget_minutes": budget_minutes,
               "seconds": time.perf_counter() - started, "rank_seconds": ranking["seconds"], "notes": notes,
               "top_candidates": [{k: r[k] for k in ("name", "logme", "h_score", "knn_accuracy", "rank")}
                                  for r in ranking["candidates"][:5]],
@@ -217,6 +218,13 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     write_text_atomically(out / "metrics.json", json.dumps(result, indent=2))
     write_text_atomically(out / "report.md", _report(result, ranking, command))
     return result
+
+
+def _best_run(runs: dict[str, dict[str, Any]]) -> str | None:
+    """The run to use: best on the evaluation split, the chosen run on a tie (held-out selection runs excluded)."""
+    scored = {name: r["accuracy"] for name, r in runs.items()
+              if not name.startswith("selection/") and r["accuracy"] is not None}
+    return max(scored, key=lambda name: (scored[name], name == "chosen"), default=None)
 
 
 AUTO_FILES = ("rank.json", "metrics.json", "report.md")
@@ -311,5 +319,8 @@ def _report(result: dict[str, Any], ranking: dict[str, Any], command: str | None
         lost = result["negative_transfer"]
         lines.append("**Negative transfer**: the chosen transfer run lost to a baseline above." if lost
                      else "Transfer helped: the chosen run beat every baseline trained here.")
+    best = result["best_run"]
+    if best is not None:
+        lines.append(f"Best on the evaluation split: `{best}/` ({runs[best]['accuracy']:.4f}).")
     lines += [f"- {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"
