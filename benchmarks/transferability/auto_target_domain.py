@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from nlptl.artifacts import write_text_atomically
+from nlptl.artifacts import write_bytes_atomically, write_text_atomically
 from nlptl.data import load_dataset
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +67,7 @@ def main() -> None:
 
     output.mkdir(parents=True, exist_ok=True)
     for name in ("report.md", "metrics.json", "rank.json"):
-        shutil.copy2(auto_dir / name, output / name)
+        write_bytes_atomically(output / name, (auto_dir / name).read_bytes())
     record = {"command": shlex.join(["python", "benchmarks/transferability/auto_target_domain.py", *sys.argv[1:]]),
               "nlptl_command": shlex.join(["nlptl", *command]), "wall_seconds": round(wall, 1)}
     write_text_atomically(output / "command.json", json.dumps(record, indent=1) + "\n")

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from nlptl.artifacts import write_text_atomically
+from nlptl.artifacts import write_bytes_atomically, write_text_atomically
 
 HERE = Path(__file__).resolve().parent
 NLPTL = [sys.executable, "-m", "nlptl.cli"]
@@ -65,7 +64,7 @@ def main() -> None:
 
     args.output.mkdir(parents=True, exist_ok=True)
     for name in ("report.md", "metrics.json", "rank.json"):
-        shutil.copy2(auto_dir / name, args.output / name)
+        write_bytes_atomically(args.output / name, (auto_dir / name).read_bytes())
     auto = json.loads((auto_dir / "metrics.json").read_text())
     best = max(results.values(), key=lambda r: r["accuracy"])
     summary = {"note": "README CLI defaults on the same 4,000 seeded SST-2 training rows, scored on validation "
