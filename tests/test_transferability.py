@@ -425,3 +425,32 @@ def test_auto_says_what_budget_the_whole_plan_needs_when_it_trains_less(tmp_path
     assert metrics["choice"]["epochs"] == 1
     hint = next(note for note in metrics["notes"] if "--budget-minutes" in note)
     assert int(hint.rsplit("--budget-minutes ", 1)[1].split()[0]) >= 1 and hint in (out / "report.md").read_text()
+    # nothing fits, so the cheapest run there is: one epoch of the head on frozen features, said so
+    assert metrics["choice"]["selected_strategy"] == "feature_extraction"
+    assert metrics["runs"]["chosen"]["settings"] == {"encoder": str(tmp_path / HF_DIR),
+                                                     "strategy": "feature_extraction", "epochs": 1}
+    assert any("trained it anyway" in note for note in metrics["notes"])
+
+
+def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, monkeypatch):
+    """When one epoch with the target stream does not fit but the plain run does, adapt less, not overrun."""
+    import nlptl.transferability.auto as auto
+
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    # a run with unlabelled target rows costs a year; one without, a second
+    monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 3e7 if args[7] else 1.0)
+    write_auto_inputs(tmp_path)
+    other_domain = tmp_path / "target.jsonl"  # far from the training text, as in the adaptation test above
+    other_domain.write_text("".join(json.dumps({"text": "qwx vvq " + "xq" * (i % 3)}) + "\n" for i in range(32)))
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
+                               str(tmp_path / "eval.tsv"), "--unlabeled-file", str(other_domain), "--encoders",
+                               str(tmp_path / HF_DIR), "--sample", "32", "--output-dir", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    choice = metrics["choice"]
+    assert choice["adaptation"]["method"] is None and choice["adaptation"]["skipped_for_budget"]
+    assert choice["selected_strategy"] == choice["strategy"] and choice["epochs"] == 3  # the advised run, in full
+    assert "adaptation" not in metrics["runs"]["chosen"]["settings"] and "unadapted" not in metrics["runs"]
+    assert any(note.startswith("no budget to adapt") for note in metrics["notes"])
+    assert "the budget could not hold it" in (out / "report.md").read_text()

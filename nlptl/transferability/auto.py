@@ -11,7 +11,10 @@
 
 Every run goes through ``nlptl.runs.run(RunConfig(...))``, so each is a normal run directory.
 The budget is a wall-clock plan: the ranking measures the encoder's forward pass on this
-machine, and each run's cost is estimated from it (see :func:`estimate_run_seconds`).
+machine, and each run's cost is estimated from it (see :func:`estimate_run_seconds`). What does
+not fit is dropped in this order, each step said in the report: the held-out comparison, epochs
+(down to one), the from-scratch baseline, the adaptation's target stream, and then the advised
+freeze line itself for feature extraction (the encoder frozen, only the head trained).
 """
 from __future__ import annotations
 
@@ -159,19 +162,36 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
             if len(contenders) > 1 and trials + final + scratch <= left():
                 plan = (epochs, True)
                 break
-        if plan is None:
-            epochs = next((e for e in range(MAX_EPOCHS, 0, -1)
-                           if cost(*advised, n_train, e, target_rows=stream) + scratch <= left()), 1)
-            plan = (epochs, False)
+        selected = advised
+        if plan is None:  # no comparison fits: cut the advised run down, one rung at a time, until it fits
             if len(contenders) > 1:
                 notes.append("no budget to compare the advised freeze line with full fine-tuning on held-out rows; "
                              "trained the advised configuration")
+            frozen = ("feature_extraction", None)
+            # (configuration, target rows, seconds kept for the from-scratch baseline), most wanted first
+            ladder = [(advised, stream, scratch), (advised, stream, 0.0), (advised, 0, 0.0), (frozen, 0, 0.0)]
+            selected, rows, epochs = next(((config, rows, e) for config, rows, keep in ladder
+                                           for e in range(MAX_EPOCHS, 0, -1)
+                                           if cost(*config, n_train, e, target_rows=rows) + keep <= left()),
+                                          (frozen, 0, 1))
+            if rows != stream:
+                notes.append(f"no budget to adapt: one epoch with {ADAPTATION} toward the unlabelled text was "
+                             f"estimated at {cost(*advised, n_train, 1, target_rows=stream):.0f} s of the "
+                             f"{left():.0f} s left, so the chosen run trains without adaptation")
+                adapt, stream = False, 0
+                choice["adaptation"].update(method=None, skipped_for_budget=True)
+            if selected != advised:
+                notes.append(f"no budget for even one epoch of {_describe(*advised)}, so auto trained "
+                             f"{_describe(*frozen)}: the encoder runs once over the rows and only the head trains")
+            if cost(*selected, n_train, epochs, target_rows=stream) > left():
+                notes.append("even one epoch of feature extraction was estimated above the budget left; trained it "
+                             "anyway, as the cheapest run there is")
+            plan = (epochs, False)
         epochs, select = plan
         if whole > left():
             minutes = math.ceil((budget - left() + whole) / 60)
             notes.append(f"the budget left {left():.0f} s for training; {MAX_EPOCHS} epochs with every comparison "
                          f"were estimated at {whole:.0f} s: --budget-minutes {minutes} would fit them")
-        selected = advised
         if select:
             folder = out / "selection"
             folder.mkdir(exist_ok=True)
@@ -294,7 +314,8 @@ def _report(result: dict[str, Any], ranking: dict[str, Any], command: str | None
         adaptation = choice.get("adaptation")
         if adaptation:
             decided = (f"so the chosen run adapts to it with {adaptation['method']}" if adaptation["method"]
-                       else "so no adaptation")
+                       else "far enough to adapt, but the budget could not hold it (see the notes)"
+                       if adaptation.get("skipped_for_budget") else "so no adaptation")
             lines += ["", f"Unlabelled target text ({adaptation['unlabeled_rows']} rows): proxy A-distance "
                           f"{adaptation['a_distance']:.2f} to the training text (threshold {adaptation['threshold']}), "
                           f"{decided}."]
