@@ -430,6 +430,7 @@ def test_auto_says_what_budget_the_whole_plan_needs_when_it_trains_less(tmp_path
     assert metrics["runs"]["chosen"]["settings"] == {"encoder": str(tmp_path / HF_DIR),
                                                      "strategy": "feature_extraction", "epochs": 1}
     assert any("trained it anyway" in note for note in metrics["notes"])
+    assert not any("trained the advised configuration" in note for note in metrics["notes"])
 
 
 def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, monkeypatch):

@@ -165,9 +165,6 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
                 break
         selected = advised
         if plan is None:  # no comparison fits: cut the advised run down, one rung at a time, until it fits
-            if len(contenders) > 1:
-                notes.append("no budget to compare the advised freeze line with full fine-tuning on held-out rows; "
-                             "trained the advised configuration")
             frozen = ("feature_extraction", None)
             # (configuration, target rows, seconds kept for the from-scratch baseline), most wanted first
             ladder = [(advised, stream, scratch), (advised, stream, 0.0), (advised, 0, 0.0), (frozen, 0, 0.0)]
@@ -175,6 +172,9 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
                                            for e in range(MAX_EPOCHS, 0, -1)
                                            if cost(*config, n_train, e, target_rows=rows) + keep <= left()),
                                           (frozen, 0, 1))
+            if len(contenders) > 1:
+                notes.append("no budget to compare the advised freeze line with full fine-tuning on held-out rows"
+                             + ("; trained the advised configuration" if selected == advised else ""))
             if rows != stream:
                 notes.append(f"no budget to adapt: one epoch with {ADAPTATION} toward the unlabelled text was "
                              f"estimated at {cost(*advised, n_train, 1, target_rows=stream):.0f} s of the "
