@@ -7,7 +7,7 @@ the 2,000 labelled source reviews train, the 2,000 target reviews' text is the u
 file, and accuracy is on those target reviews. The script writes the target domain as two files
 a user would have, under ``--runs`` (not committed): ``<target>.jsonl`` (text and label, the
 evaluation file) and ``<target>-text.jsonl`` (text only, the ``--unlabeled-file``), then runs, at
-every default (nothing tuned):
+every default (nothing tuned; ``--budget-minutes`` is passed on when given):
 
     nlptl auto --task text-classification --dataset amazon_reviews --domain books --data-dir DATA \\
         --eval-file RUNS/books-kitchen-data/kitchen.jsonl \\
@@ -40,12 +40,15 @@ def main() -> None:
     parser.add_argument("--target", default="kitchen", choices=DOMAINS)
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where the target files and auto's run go")
     parser.add_argument("--output", type=Path, default=None, help="default: auto-SOURCE-TARGET/ beside this script")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="passed to nlptl auto (default: its own)")
     args = parser.parse_args()
     pair = f"{args.source}-{args.target}"
     output = args.output or HERE / f"auto-{pair}"
     data_dir, auto_dir = args.runs / f"{pair}-data", args.runs / f"auto-{pair}"
     if args.source == args.target:
         sys.exit("--source and --target must be two different domains")
+    if args.budget_minutes is not None and not args.budget_minutes > 0:
+        sys.exit(f"--budget-minutes must be a number of minutes > 0, got {args.budget_minutes:g}")
     if auto_dir.exists():
         sys.exit(f"{auto_dir} exists: move it away or pass --runs with a fresh folder")
 
@@ -60,6 +63,8 @@ def main() -> None:
     command = ["auto", "--task", "text-classification", "--dataset", "amazon_reviews", "--domain", args.source,
                "--data-dir", args.data_dir, "--eval-file", str(data_dir / f"{args.target}.jsonl"),
                "--unlabeled-file", str(data_dir / f"{args.target}-text.jsonl"), "--output-dir", str(auto_dir)]
+    if args.budget_minutes is not None:
+        command += ["--budget-minutes", f"{args.budget_minutes:g}"]
     print("$", shlex.join(["nlptl", *command]), flush=True)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nlptl.cli", *command], check=True)
