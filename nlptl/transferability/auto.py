@@ -168,10 +168,9 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
             frozen = ("feature_extraction", None)
             # (configuration, target rows, seconds kept for the from-scratch baseline), most wanted first
             ladder = [(advised, stream, scratch), (advised, stream, 0.0), (advised, 0, 0.0), (frozen, 0, 0.0)]
-            selected, rows, epochs = next(((config, rows, e) for config, rows, keep in ladder
-                                           for e in range(MAX_EPOCHS, 0, -1)
-                                           if cost(*config, n_train, e, target_rows=rows) + keep <= left()),
-                                          (frozen, 0, 1))
+            fitting = next(((config, rows, e) for config, rows, keep in ladder for e in range(MAX_EPOCHS, 0, -1)
+                            if cost(*config, n_train, e, target_rows=rows) + keep <= left()), None)
+            selected, rows, epochs = fitting or (frozen, 0, 1)
             if len(contenders) > 1:
                 notes.append("no budget to compare the advised freeze line with full fine-tuning on held-out rows"
                              + ("; trained the advised configuration" if selected == advised else ""))
@@ -184,7 +183,7 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
             if selected != advised:
                 notes.append(f"no budget for even one epoch of {_describe(*advised)}, so auto trained "
                              f"{_describe(*frozen)}: the encoder runs once over the rows and only the head trains")
-            if cost(*selected, n_train, epochs, target_rows=stream) > left():
+            if fitting is None:
                 notes.append("even one epoch of feature extraction was estimated above the budget left; trained it "
                              "anyway, as the cheapest run there is")
             plan = (epochs, False)
