@@ -33,6 +33,18 @@ HERE = Path(__file__).resolve().parent
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
 
 
+def write_target_files(data_dir: str, target: str, folder: Path) -> tuple[Path, Path]:
+    """The target domain as a user would have it: ``<target>.jsonl`` (text, label), ``<target>-text.jsonl`` (text)."""
+    reviews = load_dataset("amazon_reviews", domain=target, data_dir=data_dir)["train"]
+    names = reviews.features["label"].names
+    labelled, text = folder / f"{target}.jsonl", folder / f"{target}-text.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(labelled, "".join(json.dumps({"text": t, "label": names[y]}) + "\n"
+                                            for t, y in zip(reviews["text"], reviews["label"])))
+    write_text_atomically(text, "".join(json.dumps({"text": t}) + "\n" for t in reviews["text"]))
+    return labelled, text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -52,14 +64,7 @@ def main() -> None:
     if auto_dir.exists():
         sys.exit(f"{auto_dir} exists: move it away or pass --runs with a fresh folder")
 
-    target = load_dataset("amazon_reviews", domain=args.target, data_dir=args.data_dir)["train"]
-    names = target.features["label"].names
-    labelled = "".join(json.dumps({"text": t, "label": names[y]}) + "\n" for t, y in zip(target["text"], target["label"]))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(data_dir / f"{args.target}.jsonl", labelled)
-    write_text_atomically(data_dir / f"{args.target}-text.jsonl",
-                          "".join(json.dumps({"text": t}) + "\n" for t in target["text"]))
-
+    write_target_files(args.data_dir, args.target, data_dir)
     command = ["auto", "--task", "text-classification", "--dataset", "amazon_reviews", "--domain", args.source,
                "--data-dir", args.data_dir, "--eval-file", str(data_dir / f"{args.target}.jsonl"),
                "--unlabeled-file", str(data_dir / f"{args.target}-text.jsonl"), "--output-dir", str(auto_dir)]
