@@ -313,6 +313,16 @@ def write_auto_inputs(tmp_path) -> None:
         (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in part))
 
 
+def auto_argv_toward_another_domain(tmp_path) -> list[str]:
+    """``write_auto_inputs`` plus unlabelled text far from the training text; argv for auto on them."""
+    write_auto_inputs(tmp_path)
+    other_domain = tmp_path / "target.jsonl"  # words the tiny vocabulary lacks: far from the training text
+    other_domain.write_text("".join(json.dumps({"text": "qwx vvq " + "xq" * (i % 3)}) + "\n" for i in range(32)))
+    return ["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file", str(tmp_path / "eval.tsv"),
+            "--unlabeled-file", str(other_domain), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
+            "--output-dir", str(tmp_path / "auto")]
+
+
 def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, monkeypatch):
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
     write_auto_inputs(tmp_path)
@@ -348,13 +358,8 @@ def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, mo
 
 def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tmp_path, monkeypatch):
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
-    write_auto_inputs(tmp_path)
-    other_domain = tmp_path / "target.jsonl"  # words the tiny vocabulary lacks: far from the training text
-    other_domain.write_text("".join(json.dumps({"text": "qwx vvq " + "xq" * (i % 3)}) + "\n" for i in range(32)))
-    out = tmp_path / "auto"
-    argv = ["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file", str(tmp_path / "eval.tsv"),
-            "--unlabeled-file", str(other_domain), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
-            "--budget-minutes", "10", "--output-dir", str(out)]
+    argv = auto_argv_toward_another_domain(tmp_path) + ["--budget-minutes", "10"]
+    other_domain, out = tmp_path / "target.jsonl", tmp_path / "auto"
     code, _, stderr = run_cli(argv)
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -440,13 +445,8 @@ def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, mo
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
     # a run with unlabelled target rows costs a year; one without, a second
     monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 3e7 if args[7] else 1.0)
-    write_auto_inputs(tmp_path)
-    other_domain = tmp_path / "target.jsonl"  # far from the training text, as in the adaptation test above
-    other_domain.write_text("".join(json.dumps({"text": "qwx vvq " + "xq" * (i % 3)}) + "\n" for i in range(32)))
     out = tmp_path / "auto"
-    code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
-                               str(tmp_path / "eval.tsv"), "--unlabeled-file", str(other_domain), "--encoders",
-                               str(tmp_path / HF_DIR), "--sample", "32", "--output-dir", str(out)])
+    code, _, stderr = run_cli(auto_argv_toward_another_domain(tmp_path))
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     choice = metrics["choice"]
@@ -454,4 +454,22 @@ def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, mo
     assert choice["selected_strategy"] == choice["strategy"] and choice["epochs"] == 3  # the advised run, in full
     assert "adaptation" not in metrics["runs"]["chosen"]["settings"] and "unadapted" not in metrics["runs"]
     assert any(note.startswith("no budget to adapt") for note in metrics["notes"])
-    assert "the budget could not hold it" in (out / "report.md").read_text()
+    assert "the budget could not hold the adapted run" in (out / "report.md").read_text()
+
+
+def test_auto_does_not_adapt_when_the_budget_cannot_also_hold_the_unadapted_check(tmp_path, monkeypatch):
+    """Unchecked adaptation lost on every Amazon pair measured, so the adapted run alone fitting is not enough."""
+    import nlptl.transferability.auto as auto
+
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    # with the target stream a run is estimated at 400 s, without it 300 s; the budget leaves under 600 s:
+    # the adapted run would fit alone, not beside the unadapted run (nor the 300 s from-scratch baseline)
+    monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 400.0 if args[7] else 300.0)
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(auto_argv_toward_another_domain(tmp_path) + ["--budget-minutes", "10"])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["choice"]["adaptation"]["skipped_for_budget"] and metrics["choice"]["adaptation"]["method"] is None
+    assert "adaptation" not in metrics["runs"]["chosen"]["settings"] and "unadapted" not in metrics["runs"]
+    note = next(note for note in metrics["notes"] if note.startswith("no budget to adapt"))
+    assert "700 s" in note and "check" in note  # the adapted run (400 s) and its unadapted check (300 s)
