@@ -153,7 +153,8 @@ def add_commands(subparsers) -> None:
     data.add_argument("--label-column", default="label")
     data.add_argument("--train-size", type=int, help="train on this many seeded training rows")
     data.add_argument("--unlabeled-file", help="unlabelled text of the target domain (a text column): adapt to it "
-                                               "when its proxy A-distance to the training text is large")
+                                               "when its proxy A-distance to the training text is large and the "
+                                               "budget also holds the unadapted run that checks it")
     auto.add_argument("--encoders", nargs="+", default=DEFAULT_ENCODERS, help="sources to rank and choose from")
     auto.add_argument("--sample", type=int, default=2000, help="rank on a seeded sample of this many rows")
     auto.add_argument("--budget-minutes", type=float, default=20.0,

@@ -403,6 +403,18 @@ def test_auto_trains_on_a_named_dataset_and_scores_on_your_evaluation_file(tmp_p
         assert len(predictions["references"]) == 16 and predictions["labels"] == ["negative", "positive"]
 
 
+def test_auto_flags_negative_transfer_only_when_every_transfer_run_lost():
+    """An adapted choice that lost to TF-IDF is not negative transfer when the unadapted run beside it won
+    (books->kitchen: MMD 0.704, TF-IDF 0.7515, unadapted 0.7545)."""
+    from nlptl.transferability.auto import _negative_transfer
+
+    runs = {"tfidf_lr": {"accuracy": 0.7515}, "chosen": {"accuracy": 0.704}, "unadapted": {"accuracy": 0.7545}}
+    assert not _negative_transfer(runs)
+    assert _negative_transfer({**runs, "unadapted": {"accuracy": 0.70}})
+    assert _negative_transfer({**runs, "from_scratch": {"accuracy": 0.76}})
+    assert not _negative_transfer({"tfidf_lr": {"accuracy": 0.75}})  # nothing transferred: nothing to flag
+
+
 def test_auto_plans_for_the_adaptation_stream():
     """With unlabelled target text every step also trains on a target batch, and frozen strategies cache it."""
     from nlptl.transferability.auto import BACKWARD_FACTOR, OVERHEAD, estimate_run_seconds

@@ -7,7 +7,8 @@
    train on a seeded 90% of the training rows and are compared on the other 10% (never on the
    evaluation split); the winner is then trained on all rows.
 3. Train the TF-IDF and (when it fits) from-scratch baselines on the same rows, and flag negative
-   transfer when the chosen run loses to one of them.
+   transfer when the best transfer run (the chosen one, or the unadapted one beside an adapted
+   choice) loses to one of them.
 
 Every run goes through ``nlptl.runs.run(RunConfig(...))``, so each is a normal run directory.
 The budget is a wall-clock plan: the ranking measures the encoder's forward pass on this
@@ -228,12 +229,9 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
         else:
             notes.append(f"from-scratch baseline skipped: one epoch was estimated at {scratch:.0f} s, more than "
                          "the budget had left")
-    baselines = [r["accuracy"] for name, r in runs.items()
-                 if name in ("tfidf_lr", "from_scratch") and r["accuracy"] is not None]
-    negative = "chosen" in runs and bool(baselines) and runs["chosen"]["accuracy"] < max(baselines)
     if "unadapted" in runs and "chosen" in runs:
         choice["adaptation"]["negative_transfer"] = runs["chosen"]["accuracy"] < runs["unadapted"]["accuracy"]
-    result = {"choice": choice, "runs": runs, "negative_transfer": negative, "best_run": _best_run(runs),
+    result = {"choice": choice, "runs": runs, "negative_transfer": _negative_transfer(runs), "best_run": _best_run(runs),
               "budget_minutes": budget_minutes,
               "seconds": time.perf_counter() - started, "rank_seconds": ranking["seconds"], "notes": notes,
               "top_candidates": [{k: r[k] for k in ("name", "logme", "h_score", "knn_accuracy", "rank")}
@@ -242,6 +240,16 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     write_text_atomically(out / "metrics.json", json.dumps(result, indent=2))
     write_text_atomically(out / "report.md", _report(result, ranking, command))
     return result
+
+
+def _negative_transfer(runs: dict[str, dict[str, Any]]) -> bool:
+    """Whether the best transfer run (the chosen one, or the unadapted one beside it) lost to a baseline."""
+    def best(names: tuple[str, ...]) -> float | None:
+        return max((r["accuracy"] for name, r in runs.items() if name in names and r["accuracy"] is not None),
+                   default=None)
+
+    transfer, baseline = best(("chosen", "unadapted")), best(("tfidf_lr", "from_scratch"))
+    return transfer is not None and baseline is not None and transfer < baseline
 
 
 def _best_run(runs: dict[str, dict[str, Any]]) -> str | None:
@@ -343,8 +351,9 @@ def _report(result: dict[str, Any], ranking: dict[str, Any], command: str | None
     lines.append("")
     if "chosen" in runs:
         lost = result["negative_transfer"]
-        lines.append("**Negative transfer**: the chosen transfer run lost to a baseline above." if lost
-                     else "Transfer helped: the chosen run beat every baseline trained here.")
+        which = "the chosen transfer run" + (" and the unadapted one" if "unadapted" in runs else "")
+        lines.append(f"**Negative transfer**: {which} lost to a baseline above." if lost
+                     else "Transfer helped: a transfer run beat every baseline trained here.")
     best = result["best_run"]
     if best is not None:
         lines.append(f"Best on the evaluation split: `{best}/` ({runs[best]['accuracy']:.4f}).")
