@@ -450,6 +450,24 @@ def test_auto_says_what_budget_the_whole_plan_needs_when_it_trains_less(tmp_path
     assert not any("trained the advised configuration" in note for note in metrics["notes"])
 
 
+def test_auto_gives_the_chosen_run_an_epoch_before_the_from_scratch_baseline(tmp_path, monkeypatch):
+    """The from-scratch baseline takes only what the plan leaves: it never costs the chosen run an epoch."""
+    import nlptl.transferability.auto as auto
+
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    # every run is estimated at 100 s an epoch, from scratch (one epoch) too; 285 s of budget hold
+    # two epochs of the chosen run, or one epoch and the baseline, not both (nor two contenders)
+    monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 100.0 * args[6])
+    write_auto_inputs(tmp_path)
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
+                               str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
+                               "--budget-minutes", "4.75", "--output-dir", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["choice"]["epochs"] == 2 and metrics["runs"]["chosen"]["settings"]["epochs"] == 2
+
+
 def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, monkeypatch):
     """When one epoch with the target stream does not fit but the plain run does, adapt less, not overrun."""
     import nlptl.transferability.auto as auto
