@@ -110,7 +110,7 @@ def main() -> None:
         settings = {"encoder": "minilm", "strategy": rec["strategy"], "epochs": 1}
         if rec["strategy"] == "top_k":
             settings["top_k"] = rec["top_k"]
-        folder = args.runs / f"{source}-{target}"
+        folder = args.runs / f"seed{args.seed}" / f"{source}-{target}"  # read back only for the same seed
         row = {"advised": f"top_k={rec['top_k']}" if rec["strategy"] == "top_k" else rec["strategy"]}
         row["unadapted"] = trained(RunConfig(output_dir=str(folder / "unadapted"), **data, **settings))
         row["mmd"] = trained(RunConfig(output_dir=str(folder / "mmd"), unlabeled_file=str(text), adaptation="mmd",
