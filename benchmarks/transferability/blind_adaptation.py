@@ -106,7 +106,8 @@ def main() -> None:
             advice[source] = rank_texts(list(train["text"]), list(train["label"]), seed=args.seed)["recommendation"]
         rec = advice[source]
         if rec["encoder"] != "minilm":
-            sys.exit(f"{pair}: the ranking chose {rec['encoder'] or rec['baseline']}, not MiniLM; auto would not adapt it")
+            sys.exit(f"{pair}: the ranking chose {rec['encoder'] or rec['baseline']}, not MiniLM; "
+                     "auto would not adapt it")
         settings = {"encoder": "minilm", "strategy": rec["strategy"], "epochs": 1}
         if rec["strategy"] == "top_k":
             settings["top_k"] = rec["top_k"]

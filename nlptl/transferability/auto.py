@@ -234,8 +234,8 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
                          "the budget had left")
     if "unadapted" in runs and "chosen" in runs:
         choice["adaptation"]["negative_transfer"] = runs["chosen"]["accuracy"] < runs["unadapted"]["accuracy"]
-    result = {"choice": choice, "runs": runs, "negative_transfer": _negative_transfer(runs), "best_run": _best_run(runs),
-              "budget_minutes": budget_minutes,
+    result = {"choice": choice, "runs": runs, "negative_transfer": _negative_transfer(runs),
+              "best_run": _best_run(runs), "budget_minutes": budget_minutes,
               "seconds": time.perf_counter() - started, "rank_seconds": ranking["seconds"], "notes": notes,
               "top_candidates": [{k: r[k] for k in ("name", "logme", "h_score", "knn_accuracy", "rank")}
                                  for r in ranking["candidates"][:5]],
@@ -329,8 +329,8 @@ def _report(result: dict[str, Any], ranking: dict[str, Any], command: str | None
         adaptation = choice.get("adaptation")
         if adaptation:
             decided = (f"so the chosen run adapts to it with {adaptation['method']}" if adaptation["method"]
-                       else "far enough to adapt, but the budget could not hold the adapted run and the unadapted one that "
-                       "checks it (see the notes)"
+                       else "far enough to adapt, but the budget could not hold the adapted run and the "
+                       "unadapted one that checks it (see the notes)"
                        if adaptation.get("skipped_for_budget") else "so no adaptation")
             lines += ["", f"Unlabelled target text ({adaptation['unlabeled_rows']} rows): proxy A-distance "
                           f"{adaptation['a_distance']:.2f} to the training text (threshold {adaptation['threshold']}), "
