@@ -64,10 +64,10 @@ def main() -> None:
     if auto_dir.exists():
         sys.exit(f"{auto_dir} exists: move it away or pass --runs with a fresh folder")
 
-    write_target_files(args.data_dir, args.target, data_dir)
+    labelled, text = write_target_files(args.data_dir, args.target, data_dir)
     command = ["auto", "--task", "text-classification", "--dataset", "amazon_reviews", "--domain", args.source,
-               "--data-dir", args.data_dir, "--eval-file", str(data_dir / f"{args.target}.jsonl"),
-               "--unlabeled-file", str(data_dir / f"{args.target}-text.jsonl"), "--output-dir", str(auto_dir)]
+               "--data-dir", args.data_dir, "--eval-file", str(labelled), "--unlabeled-file", str(text),
+               "--output-dir", str(auto_dir)]
     if args.budget_minutes is not None:
         command += ["--budget-minutes", f"{args.budget_minutes:g}"]
     print("$", shlex.join(["nlptl", *command]), flush=True)

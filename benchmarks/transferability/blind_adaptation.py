@@ -34,7 +34,8 @@ from pathlib import Path
 from auto_target_domain import DOMAINS, write_target_files
 
 from nlptl.artifacts import write_text_atomically
-from nlptl.runs import RunConfig, load_splits, run
+from nlptl.data import load_dataset
+from nlptl.runs import RunConfig, run
 from nlptl.transferability.pipeline import rank_texts
 
 HERE = Path(__file__).resolve().parent
@@ -95,14 +96,17 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/transferability/blind_adaptation.py", *sys.argv[1:]])
     result = {"command": command, "seed": args.seed, "pairs": {}}
     args.output.mkdir(parents=True, exist_ok=True)
-    advice: dict[str, dict] = {}
+    advice: dict[str, dict] = {}  # per source domain: what auto's ranking advises for its labelled reviews
+    files: dict[str, tuple[Path, Path]] = {}  # per target domain: (labelled, text-only) files
     for source, target in args.pairs:
         pair = f"{source}->{target}"
-        labelled, text = write_target_files(args.data_dir, target, args.runs / f"{target}-data")
+        if target not in files:
+            files[target] = write_target_files(args.data_dir, target, args.runs / f"{target}-data")
+        labelled, text = files[target]
         data = {"task": "text-classification", "dataset": "amazon_reviews", "dataset_options": {"domain": source},
                 "data_dir": args.data_dir, "eval_file": str(labelled), "seed": args.seed}
-        if source not in advice:  # what auto's ranking advises for this source's labelled reviews
-            train, _ = load_splits(RunConfig(output_dir=str(args.runs / "unused"), baseline="tfidf_lr", **data))
+        if source not in advice:
+            train = load_dataset("amazon_reviews", domain=source, data_dir=args.data_dir)["train"]
             advice[source] = rank_texts(list(train["text"]), list(train["label"]), seed=args.seed)["recommendation"]
         rec = advice[source]
         if rec["encoder"] != "minilm":
