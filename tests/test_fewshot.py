@@ -273,6 +273,23 @@ def test_label_embeddings_average_the_unit_features_of_each_labels_sentences(enc
     np.testing.assert_allclose(keys, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
 
 
+def test_several_templates_fill_every_description_and_their_sentences_are_averaged(encoder):
+    templates = ["the film was {}.", "a {} film."]
+    rows = label_sentences(["bad", "good"], templates, {"good": ["good", "great"]})
+    assert rows == {"text": ["the film was bad.", "a bad film.", "the film was good.", "the film was great.",
+                             "a good film.", "a great film."],
+                    "label": ["bad", "bad", "good", "good", "good", "good"]}
+    keys = label_embeddings(encoder, ["bad", "good"], templates, {"good": ["good", "great"]})
+    feats = encoder.encode(rows["text"])
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    expected = np.stack([feats[:2].mean(0), feats[2:].mean(0)])
+    np.testing.assert_allclose(keys, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+    with pytest.raises(ValueError, match="empty list"):
+        label_sentences(["bad", "good"], [])
+    with pytest.raises(ValueError, match="'a film.' has no"):
+        label_sentences(["bad", "good"], ["the film was {}.", "a film."])
+
+
 def test_pseudo_labels_are_balanced_and_most_confident_first():
     scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55]])
     rows, ids = select_pseudo_labels(scores, top_fraction=0.5)

@@ -38,6 +38,16 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
 
+def training_rows(bench, seed: int):
+    """(unlabelled, scored): the zero-shot recipe's 4,000 unlabelled training texts, and held-out training rows."""
+    shuffled = bench.pool.shuffle(seed=seed)
+    unlabelled = shuffled.select(range(min(4000, len(shuffled))))
+    if bench.name == "amazon_books":  # its evaluation rows are the held-out ones: score the others
+        held = set(bench.evaluation["text"])
+        return unlabelled, bench.pool.filter(lambda row: row["text"] not in held)
+    return unlabelled, shuffled.select(range(4000, min(6000, len(shuffled))))
+
+
 def variants(texts: np.ndarray, unlabelled: np.ndarray, keys: np.ndarray) -> dict[str, np.ndarray]:
     """(N, C) scores per candidate; texts (N, D), unlabelled (M, D) and keys (C, D) unit vectors."""
     mean = unlabelled.mean(0)
@@ -62,13 +72,7 @@ def main() -> None:
     for name in ("sst2", "ag_news", "amazon_books"):
         started = time.perf_counter()
         bench = load_benchmark(name, args.data_dir, seed=args.seed)
-        shuffled = bench.pool.shuffle(seed=args.seed)
-        unlabelled = shuffled.select(range(min(4000, len(shuffled))))
-        if name == "amazon_books":  # its evaluation rows are the held-out ones: score the others
-            held = set(bench.evaluation["text"])
-            scored = bench.pool.filter(lambda row: row["text"] not in held)
-        else:
-            scored = shuffled.select(range(4000, min(6000, len(shuffled))))
+        unlabelled, scored = training_rows(bench, args.seed)
         keys = label_embeddings(encoder, bench.labels, bench.template, bench.descriptions)  # (C, D)
         feats = unit(encoder.encode(list(scored["text"])))  # (N, D)
         pool_feats = unit(encoder.encode(list(unlabelled["text"])))  # (M, D)

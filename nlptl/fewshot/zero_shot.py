@@ -22,13 +22,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
 
-def label_embeddings(encoder: Encoder, labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
+def label_embeddings(encoder: Encoder, labels: Sequence[str], template: str | Sequence[str] = DEFAULT_TEMPLATE,
                      descriptions: Mapping[str, str | Sequence[str]] | None = None,
                      pooling: str = "mean") -> np.ndarray:
     """(C, D) unit vectors: each label's template sentence(s), averaged over its descriptions.
 
     ``descriptions`` maps a label to the word(s) put into the template instead of its name,
-    e.g. {"Sci/Tech": ["science", "technology"]}; several are averaged (a prompt ensemble).
+    e.g. {"Sci/Tech": ["science", "technology"]}; several are averaged (a prompt ensemble), and so
+    are several templates when ``template`` is a list.
     """
     sentences = label_sentences(labels, template, descriptions)
     vectors = _unit(encoder.encode(sentences["text"], pooling=pooling))  # (sum of descriptions, D)
@@ -36,15 +37,21 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str], template: str = DE
     return _unit(np.stack([vectors[owner == c].mean(0) for c in range(len(labels))]))  # (C, D)
 
 
-def label_sentences(labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
+def label_sentences(labels: Sequence[str], template: str | Sequence[str] = DEFAULT_TEMPLATE,
                     descriptions: Mapping[str, str | Sequence[str]] | None = None) -> dict[str, list[str]]:
-    """{"text": the template filled with each label's description(s), "label": whose it is}.
+    """{"text": the template(s) filled with each label's description(s), "label": whose it is}.
 
     The sentences ``label_embeddings`` averages; as rows they are labelled examples too, e.g.
     "This movie review is great." -> positive, which a few-shot fit can train on beside the shots.
+    ``template`` may be a list ("This movie review is {}.", "The movie is {}."): every template is
+    filled with every description, so each label gets templates x descriptions sentences.
     """
-    if "{}" not in template:
-        raise ValueError(f"template {template!r} has no '{{}}' where the label goes")
+    templates = [template] if isinstance(template, str) else list(template)
+    if not templates:
+        raise ValueError("template is an empty list: give at least one template with '{}' where the label goes")
+    for one in templates:
+        if not isinstance(one, str) or "{}" not in one:
+            raise ValueError(f"template {one!r} has no '{{}}' where the label goes")
     descriptions = dict(descriptions or {})
     unknown = sorted(set(descriptions) - set(labels))
     if unknown:
@@ -56,13 +63,14 @@ def label_sentences(labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
         if not words:
             raise ValueError(f"descriptions[{label!r}] is empty: give at least one word, or leave the label out "
                              "to use its name")
-        for word in words:
-            rows["text"].append(template.replace("{}", word))  # not format(): other braces stay as written
-            rows["label"].append(label)
+        for one in templates:
+            for word in words:
+                rows["text"].append(one.replace("{}", word))  # not format(): other braces stay as written
+                rows["label"].append(label)
     return rows
 
 
-def add_label_sentences(dataset: Any, template: str = DEFAULT_TEMPLATE,
+def add_label_sentences(dataset: Any, template: str | Sequence[str] = DEFAULT_TEMPLATE,
                         descriptions: Mapping[str, str | Sequence[str]] | None = None) -> Any:
     """A ``datasets.Dataset`` (``text`` + ``ClassLabel`` ``label``) with ``label_sentences`` appended as rows.
 
@@ -102,7 +110,8 @@ def centring_vector(encoder: Encoder, center_on: Sequence[str] | np.ndarray, dim
     return _unit(feats).mean(0)
 
 
-def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str], template: str = DEFAULT_TEMPLATE,
+def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str],
+              template: str | Sequence[str] = DEFAULT_TEMPLATE,
               descriptions: Mapping[str, str | Sequence[str]] | None = None, return_scores: bool = False,
               batch_size: int = 64, text_features: np.ndarray | None = None,
               center_on: Sequence[str] | np.ndarray | None = None) -> Any:
@@ -171,8 +180,9 @@ class SelfTrainResult:
 
 
 def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequence[str],
-               template: str = DEFAULT_TEMPLATE, descriptions: Mapping[str, str | Sequence[str]] | None = None,
-               top_fraction: float | None = 0.3, min_confidence: float | None = None, head: Any = None,
+               template: str | Sequence[str] = DEFAULT_TEMPLATE,
+               descriptions: Mapping[str, str | Sequence[str]] | None = None, top_fraction: float | None = 0.3,
+               min_confidence: float | None = None, head: Any = None,
                true_labels: Sequence[str] | None = None, center: bool = True,
                text_features: np.ndarray | None = None, **fit_options: Any) -> SelfTrainResult:
     """Zero-shot pseudo-labels on ``unlabelled_texts``, then a head trained on them with ``nlptl.fit``.
