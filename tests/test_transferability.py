@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -425,6 +426,26 @@ def test_auto_plans_for_the_adaptation_stream():
     top = estimate_run_seconds(0.01, 1000, 200, "top_k", 1, 7, epochs=1)
     top_adapted = estimate_run_seconds(0.01, 1000, 200, "top_k", 1, 7, epochs=1, target_rows=3000)
     assert top_adapted - top == pytest.approx(OVERHEAD * 0.01 * (3000 + 1000 * BACKWARD_FACTOR / 7))
+
+
+def test_a_run_estimate_is_a_fixed_part_plus_a_share_of_the_work():
+    """Building, predicting and saving are paid once a run, so a run twice as long is not estimated twice as long."""
+    from nlptl.transferability.auto import OVERHEAD, RUN_SECONDS, compute_seconds, estimate_run_seconds
+
+    one, two = (estimate_run_seconds(0.01, 1000, 200, "full", None, 7, epochs=e) for e in (1, 2))
+    assert one == pytest.approx(RUN_SECONDS + OVERHEAD * compute_seconds(0.01, 1000, 200, "full", None, 7, 1))
+    assert two - one == pytest.approx(OVERHEAD * 0.01 * (1000 * 3.0 + 200))  # one more epoch: train + evaluate
+    assert two < 2 * one
+
+
+def test_no_auto_run_on_record_took_more_than_a_tenth_over_its_estimate():
+    """Every run auto made here (benchmarks/transferability/planner-calibration.json), under today's constants."""
+    from nlptl.transferability.auto import OVERHEAD, RUN_SECONDS
+
+    record = json.loads((Path(__file__).parents[1] / "benchmarks/transferability/planner-calibration.json").read_text())
+    assert len(record["runs"]) >= 9
+    for run in record["runs"]:
+        assert run["seconds"] <= 1.1 * (RUN_SECONDS + OVERHEAD * run["bare"]), run
 
 
 def test_auto_says_what_budget_the_whole_plan_needs_when_it_trains_less(tmp_path, monkeypatch):

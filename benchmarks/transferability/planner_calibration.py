@@ -1,0 +1,80 @@
+"""Where `nlptl auto`'s run-time constants come from: its estimates against the runs it made.
+
+    python benchmarks/transferability/planner_calibration.py
+
+For every transformer run in the given auto output folders (each holds auto's metrics.json and
+rank.json), this recomputes the planner's bare estimate (``compute_seconds``: the forward and
+backward work, from the forward pass the ranking timed on that machine) and sets it beside the
+seconds the run took. It fits ``seconds = a * bare + b`` in log space (every run's ratio counts
+alike, so a long run cannot drown out the short ones), and prints the worst ratio of actual to
+estimated seconds under the fit and under the constants in use (``OVERHEAD``, ``RUN_SECONDS``):
+above 1, auto would overrun its budget by that factor on such a run. Writes
+planner-calibration.json beside this script.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from nlptl.artifacts import write_text_atomically
+from nlptl.transferability.auto import OVERHEAD, RUN_SECONDS, compute_seconds
+
+HERE = Path(__file__).resolve().parent
+FOLDERS = ("auto-sst2", "auto-sst2-full", "auto-books-kitchen", "auto-books-kitchen/budget-6min",
+           "auto-books-kitchen/budget-4min")
+
+
+def runs_of(folder: Path) -> list[dict]:
+    """(name, bare estimate, seconds) of each transformer run in one auto output folder."""
+    result = json.loads((folder / "metrics.json").read_text())
+    ranking = json.loads((folder / "rank.json").read_text())
+    choice = result["choice"]
+    rows = [r for r in ranking["candidates"] if r["source"] == choice["encoder"]]
+    groups = max(r["depth"] or 1 for r in rows)
+    forward = sum(r["feature_seconds"] for r in rows) / ranking["sample"]  # as auto computes it
+    target = (choice.get("adaptation") or {}).get("unlabeled_rows", 0)
+    found = []
+    for name, run in result["runs"].items():
+        settings = run["settings"]
+        if settings.get("baseline") == "tfidf_lr":
+            continue  # seconds, never planned
+        n, n_eval = result["train_size"], result["eval_size"]
+        if name.startswith("selection/"):
+            n, n_eval = n - choice["dev_rows"], choice["dev_rows"]
+        bare = compute_seconds(forward, n, n_eval, settings.get("strategy", "full"), settings.get("top_k"), groups,
+                               settings["epochs"], target if settings.get("adaptation") else 0)
+        found.append({"folder": str(folder.relative_to(HERE)), "run": name, "bare": round(bare, 1),
+                      "seconds": round(run["seconds"], 1)})
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*", default=list(FOLDERS), help="auto output folders beside this script")
+    args = parser.parse_args()
+    runs = [run for folder in args.folders for run in runs_of(HERE / folder)]
+    bare = np.array([r["bare"] for r in runs])
+    seconds = np.array([r["seconds"] for r in runs])
+
+    def log_error(p: np.ndarray) -> float:
+        return float(np.sum(np.log(seconds / (p[0] * bare + p[1])) ** 2))
+
+    a, b = minimize(log_error, x0=[1.5, 30.0], method="Nelder-Mead").x
+    ratios = {"fitted": seconds / (a * bare + b), "in use": seconds / (OVERHEAD * bare + RUN_SECONDS)}
+    for r, in_use in zip(runs, ratios["in use"]):
+        print(f"{r['folder']:32} {r['run']:18} bare {r['bare']:7.1f} s  took {r['seconds']:7.1f} s  "
+              f"took/estimate {in_use:.2f}")
+    summary = {name: {"max": round(float(x.max()), 2), "min": round(float(x.min()), 2)} for name, x in ratios.items()}
+    result = {"command": "python benchmarks/transferability/planner_calibration.py", "runs": runs,
+              "fit": {"overhead": round(float(a), 2), "run_seconds": round(float(b), 1)},
+              "in_use": {"overhead": OVERHEAD, "run_seconds": RUN_SECONDS}, "took_over_estimate": summary}
+    write_text_atomically(HERE / "planner-calibration.json", json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("fit", "in_use", "took_over_estimate")}))
+
+
+if __name__ == "__main__":
+    main()
