@@ -38,9 +38,10 @@ __all__ = ["auto", "compute_seconds", "estimate_run_seconds", "MAX_EPOCHS", "DEV
 MAX_EPOCHS = 3
 # --unlabeled-file: adapt when the domains' proxy A-distance (0 alike .. 2 separable) reaches this, with the
 # one-fit method whose 12-pair Amazon mean was best (benchmarks/domain_adaptation: MMD, +0.9 points over
-# source-only; self-training scored more but costs four fits), and only beside the same run without it: at the configuration auto trains (MiniLM's advised top layers,
-# one epoch), MMD lost to no adaptation on every Amazon pair measured (benchmarks/transferability/
-# blind-adaptation), so adapting without that check is not worth its budget.
+# source-only; self-training scored more but costs four fits), and only beside the same run without it:
+# at the configuration auto trains (MiniLM's advised top layers, one epoch), MMD lost to no adaptation on
+# every Amazon pair measured (benchmarks/transferability/blind-adaptation), so adapting without that
+# check is not worth its budget.
 ADAPT_ABOVE = 1.0
 ADAPTATION = "mmd"
 DEV_FRACTION = 0.1  # of the training rows, held out to choose between the advised and full fine-tuning
