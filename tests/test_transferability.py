@@ -357,9 +357,9 @@ def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, mo
         assert metrics["negative_transfer"] == (metrics["best_run"] in ("tfidf_lr", "from_scratch"))
 
 
-def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tmp_path, monkeypatch):
+def test_auto_adapts_to_unlabelled_text_of_another_domain_when_asked_and_refuses_a_rerun(tmp_path, monkeypatch):
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
-    argv = auto_argv_toward_another_domain(tmp_path) + ["--budget-minutes", "10"]
+    argv = auto_argv_toward_another_domain(tmp_path) + ["--adapt", "--budget-minutes", "10"]
     other_domain, out = tmp_path / "target.jsonl", tmp_path / "auto"
     code, _, stderr = run_cli(argv)
     assert code == 0, stderr
@@ -375,6 +375,26 @@ def test_auto_adapts_to_unlabelled_text_of_another_domain_and_refuses_a_rerun(tm
     code, _, stderr = run_cli(argv)  # the same command again: refused, nothing touched
     assert code == 1 and "already holds an earlier nlptl auto" in stderr and "--overwrite" in stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
+def test_auto_reports_how_far_the_unlabelled_text_is_but_adapts_only_when_asked(tmp_path, monkeypatch):
+    """MMD lost to no adaptation on every Amazon pair measured at auto's configuration, so it is opt-in."""
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    argv = auto_argv_toward_another_domain(tmp_path)
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(argv + ["--budget-minutes", "10"])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    adaptation = metrics["choice"]["adaptation"]
+    assert adaptation["a_distance"] >= adaptation["threshold"] and adaptation["method"] is None
+    assert not adaptation["asked"] and "unadapted" not in metrics["runs"]
+    assert "adaptation" not in metrics["runs"]["chosen"]["settings"]
+    assert any("--adapt" in note for note in metrics["notes"])
+    assert "adapts only when asked" in (out / "report.md").read_text()
+
+    code, _, stderr = run_cli([a for a in argv if a != str(tmp_path / "target.jsonl") and a != "--unlabeled-file"]
+                              + ["--adapt", "--output-dir", str(tmp_path / "other")])
+    assert code == 1 and "give --unlabeled-file too" in stderr and not (tmp_path / "other").exists()
 
 
 def test_auto_trains_on_a_named_dataset_and_scores_on_your_evaluation_file(tmp_path, monkeypatch):
@@ -497,7 +517,7 @@ def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, mo
     # a run with unlabelled target rows costs a year; one without, a second
     monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 3e7 if args[7] else 1.0)
     out = tmp_path / "auto"
-    code, _, stderr = run_cli(auto_argv_toward_another_domain(tmp_path))
+    code, _, stderr = run_cli(auto_argv_toward_another_domain(tmp_path) + ["--adapt"])
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     choice = metrics["choice"]
@@ -517,7 +537,7 @@ def test_auto_does_not_adapt_when_the_budget_cannot_also_hold_the_unadapted_chec
     # the adapted run would fit alone, not beside the unadapted run (nor the 300 s from-scratch baseline)
     monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 400.0 if args[7] else 300.0)
     out = tmp_path / "auto"
-    code, _, stderr = run_cli(auto_argv_toward_another_domain(tmp_path) + ["--budget-minutes", "10"])
+    code, _, stderr = run_cli(auto_argv_toward_another_domain(tmp_path) + ["--adapt", "--budget-minutes", "10"])
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["choice"]["adaptation"]["skipped_for_budget"] and metrics["choice"]["adaptation"]["method"] is None

@@ -14,8 +14,9 @@ Every run goes through ``nlptl.runs.run(RunConfig(...))``, so each is a normal r
 The budget is a wall-clock plan: the ranking measures the encoder's forward pass on this
 machine, and each run's cost is estimated from it (see :func:`estimate_run_seconds`). What does
 not fit is dropped in this order, each step said in the report: the held-out comparison, epochs
-(down to one), the adaptation (its target stream and the unadapted run that checks it), and then
-the advised freeze line itself for feature extraction (the encoder frozen, only the head trained).
+(down to one), the adaptation when asked for (its target stream and the unadapted run that checks
+it), and then the advised freeze line itself for feature extraction (the encoder frozen, only the
+head trained).
 The from-scratch baseline is planned for nothing: it trains when the plan leaves room for it. In
 every auto run on record it scored far below TF-IDF (SST-2 0.530 vs 0.757, books->kitchen 0.568
 vs 0.752), so it never decided the negative-transfer flag, while the epoch it could cost is worth
@@ -36,12 +37,13 @@ from .pipeline import rank_texts, seeded_sample
 __all__ = ["auto", "compute_seconds", "estimate_run_seconds", "MAX_EPOCHS", "DEV_FRACTION"]
 
 MAX_EPOCHS = 3
-# --unlabeled-file: adapt when the domains' proxy A-distance (0 alike .. 2 separable) reaches this, with the
-# one-fit method whose 12-pair Amazon mean was best (benchmarks/domain_adaptation: MMD, +0.9 points over
-# source-only; self-training scored more but costs four fits), and only beside the same run without it:
-# at the configuration auto trains (MiniLM's advised top layers, one epoch), MMD lost to no adaptation on
-# every Amazon pair measured (benchmarks/transferability/blind-adaptation), so adapting without that
-# check is not worth its budget.
+# --unlabeled-file with --adapt: adapt when the domains' proxy A-distance (0 alike .. 2 separable) reaches
+# this, with the one-fit method whose 12-pair Amazon mean was best (benchmarks/domain_adaptation: MMD, +0.9
+# points over source-only on a small adapter over frozen features; self-training scored more but costs four
+# fits), and only beside the same run without it. Not by default: at the configuration auto trains
+# (MiniLM's advised top layers), MMD lost to no adaptation on every Amazon pair measured, at one epoch and
+# at two (benchmarks/transferability/blind-adaptation and blind-adaptation-2epochs), so the budget goes to
+# the unadapted run unless the user asks.
 ADAPT_ABOVE = 1.0
 ADAPTATION = "mmd"
 DEV_FRACTION = 0.1  # of the training rows, held out to choose between the advised and full fine-tuning
@@ -99,14 +101,16 @@ def _write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
 
 def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 20.0,
          sources: Sequence[str] = ("minilm", "glove-6b-50d", "tfidf"), sample: int = 2000, seed: int = 0,
-         command: str | None = None, overwrite: bool = False, unlabeled_file: str | None = None) -> dict[str, Any]:
+         command: str | None = None, overwrite: bool = False, unlabeled_file: str | None = None,
+         adapt: bool = False) -> dict[str, Any]:
     """Rank, choose, train the choice and the baselines within ``budget_minutes``; write report.md + metrics.json.
 
-    With ``unlabeled_file`` (text of the domain the model is for), the proxy A-distance between the
-    training texts and that text decides whether to adapt (``ADAPT_ABOVE``): if so the chosen
-    configuration trains with ``ADAPTATION`` toward it and also without, so the report shows whether
-    adapting paid on the evaluation data (flagged when it did not). A budget that cannot hold both
-    runs gets the unadapted one only.
+    With ``unlabeled_file`` (text of the domain the model is for), the report gives the proxy
+    A-distance between the training texts and that text. With ``adapt=True`` as well, that distance
+    decides whether to adapt (``ADAPT_ABOVE``): if so the chosen configuration trains with
+    ``ADAPTATION`` toward it and also without, so the report shows whether adapting paid on the
+    evaluation data (flagged when it did not). A budget that cannot hold both runs gets the
+    unadapted one only.
 
     ``data`` holds the RunConfig data fields (dataset, data_dir, dataset_options, train_size,
     train_file, eval_file ...), shared by every final run so all of them see the same rows.
@@ -118,6 +122,8 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     out = Path(output_dir)
     common = {**data, "seed": seed}
     train, evaluation = load_splits(RunConfig(output_dir=str(out / "tfidf_lr"), baseline="tfidf_lr", **common))
+    if adapt and unlabeled_file is None:
+        raise ValueError("adapt=True (--adapt) adapts to the text of unlabeled_file: give --unlabeled-file too")
     target_texts = _unlabeled_texts(unlabeled_file, data)  # a bad file fails here, before anything is written
     _check_output_dir(out, overwrite)  # after the data loaded, before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -149,15 +155,19 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
         n_train, n_eval = len(train), len(evaluation)
         n_dev = max(1, int(round(DEV_FRACTION * n_train)))
 
-        adapt = False
+        asked, adapt = adapt, False
         if target_texts is not None:  # decided first, so the plan below budgets for the target stream
             distance = _a_distance(encoder, list(train["text"]), target_texts, sample, seed)
-            adapt = distance >= ADAPT_ABOVE
-            choice["adaptation"] = {"a_distance": distance, "threshold": ADAPT_ABOVE,
+            adapt = asked and distance >= ADAPT_ABOVE
+            choice["adaptation"] = {"a_distance": distance, "threshold": ADAPT_ABOVE, "asked": asked,
                                     "method": ADAPTATION if adapt else None, "unlabeled_rows": len(target_texts)}
-            if not adapt:
+            if distance < ADAPT_ABOVE:
                 notes.append(f"proxy A-distance {distance:.2f} < {ADAPT_ABOVE}: the unlabelled text looks like the "
                              "training text, so no adaptation")
+            elif not asked:
+                notes.append(f"proxy A-distance {distance:.2f} >= {ADAPT_ABOVE}: the domains differ, but auto adapts "
+                             f"only when asked (--adapt): {ADAPTATION} lost to no adaptation on every Amazon pair "
+                             "measured at auto's configuration, so the budget went to the unadapted run")
         stream = len(target_texts) if adapt else 0
 
         def cost(strategy: str, top_k: int | None, n: int, epochs: int, n_test: int = n_eval,
@@ -337,10 +347,15 @@ def _report(result: dict[str, Any], ranking: dict[str, Any], command: str | None
                       f"(estimated {choice['estimated_seconds']:.0f} s)."]
         adaptation = choice.get("adaptation")
         if adaptation:
-            decided = (f"so the chosen run adapts to it with {adaptation['method']}" if adaptation["method"]
-                       else "far enough to adapt, but the budget could not hold the adapted run and the "
-                       "unadapted one that checks it (see the notes)"
-                       if adaptation.get("skipped_for_budget") else "so no adaptation")
+            if adaptation["method"]:
+                decided = f"so the chosen run adapts to it with {adaptation['method']}"
+            elif adaptation.get("skipped_for_budget"):
+                decided = ("far enough to adapt, but the budget could not hold the adapted run and the unadapted one "
+                           "that checks it (see the notes)")
+            elif adaptation["a_distance"] >= adaptation["threshold"] and not adaptation.get("asked", True):
+                decided = "far enough to adapt, but auto adapts only when asked (`--adapt`; see the notes)"
+            else:
+                decided = "so no adaptation"
             lines += ["", f"Unlabelled target text ({adaptation['unlabeled_rows']} rows): proxy A-distance "
                           f"{adaptation['a_distance']:.2f} to the training text (threshold {adaptation['threshold']}), "
                           f"{decided}."]
