@@ -509,6 +509,26 @@ def test_auto_gives_the_chosen_run_an_epoch_before_the_from_scratch_baseline(tmp
     assert metrics["choice"]["epochs"] == 2 and metrics["runs"]["chosen"]["settings"]["epochs"] == 2
 
 
+def test_auto_gives_the_advised_run_more_epochs_rather_than_compare_at_one(tmp_path, monkeypatch):
+    """A comparison of one-epoch runs is not planned: a second epoch gained 4 points on average on Amazon pairs."""
+    import nlptl.transferability.auto as auto
+
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    # 100 s an epoch for every run; ~330 s of budget hold the comparison at one epoch (3 runs) or the
+    # advised run alone for three epochs
+    monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 100.0 * args[6])
+    write_auto_inputs(tmp_path)
+    out = tmp_path / "auto"
+    code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
+                               str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
+                               "--budget-minutes", "5.75", "--output-dir", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["choice"]["strategy"] != "full"  # so there were two contenders to compare
+    assert "dev_accuracy" not in metrics["choice"] and not any(n.startswith("selection/") for n in metrics["runs"])
+    assert metrics["runs"]["chosen"]["settings"]["epochs"] == 3
+
+
 def test_auto_drops_adaptation_before_training_an_unaffordable_plan(tmp_path, monkeypatch):
     """When one epoch with the target stream does not fit but the plain run does, adapt less, not overrun."""
     import nlptl.transferability.auto as auto
