@@ -491,39 +491,33 @@ def test_auto_says_what_budget_the_whole_plan_needs_when_it_trains_less(tmp_path
     assert not any("trained the advised configuration" in note for note in metrics["notes"])
 
 
-def test_auto_gives_the_chosen_run_an_epoch_before_the_from_scratch_baseline(tmp_path, monkeypatch):
-    """The from-scratch baseline takes only what the plan leaves: it never costs the chosen run an epoch."""
+def auto_at_100_s_an_epoch(tmp_path, monkeypatch, budget_minutes: float) -> dict:
+    """metrics.json of auto on ``write_auto_inputs`` when every run is estimated at 100 s an epoch."""
     import nlptl.transferability.auto as auto
 
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
-    # every run is estimated at 100 s an epoch, from scratch (one epoch) too; 285 s of budget hold
-    # two epochs of the chosen run, or one epoch and the baseline, not both (nor two contenders)
     monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 100.0 * args[6])
     write_auto_inputs(tmp_path)
     out = tmp_path / "auto"
     code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
                                str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
-                               "--budget-minutes", "4.75", "--output-dir", str(out)])
+                               "--budget-minutes", str(budget_minutes), "--output-dir", str(out)])
     assert code == 0, stderr
-    metrics = json.loads((out / "metrics.json").read_text())
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_auto_gives_the_chosen_run_an_epoch_before_the_from_scratch_baseline(tmp_path, monkeypatch):
+    """The from-scratch baseline takes only what the plan leaves: it never costs the chosen run an epoch."""
+    # from scratch (one epoch) costs 100 s too; 285 s of budget hold two epochs of the chosen run, or one
+    # epoch and the baseline, not both (nor two contenders)
+    metrics = auto_at_100_s_an_epoch(tmp_path, monkeypatch, 4.75)
     assert metrics["choice"]["epochs"] == 2 and metrics["runs"]["chosen"]["settings"]["epochs"] == 2
 
 
 def test_auto_gives_the_advised_run_more_epochs_rather_than_compare_at_one(tmp_path, monkeypatch):
     """A comparison of one-epoch runs is not planned: a second epoch gained 4 points on average on Amazon pairs."""
-    import nlptl.transferability.auto as auto
-
-    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
-    # 100 s an epoch for every run; ~330 s of budget hold the comparison at one epoch (3 runs) or the
-    # advised run alone for three epochs
-    monkeypatch.setattr(auto, "estimate_run_seconds", lambda *args: 100.0 * args[6])
-    write_auto_inputs(tmp_path)
-    out = tmp_path / "auto"
-    code, _, stderr = run_cli(["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file",
-                               str(tmp_path / "eval.tsv"), "--encoders", str(tmp_path / HF_DIR), "--sample", "32",
-                               "--budget-minutes", "5.75", "--output-dir", str(out)])
-    assert code == 0, stderr
-    metrics = json.loads((out / "metrics.json").read_text())
+    # ~330 s of budget hold the comparison at one epoch (3 runs) or the advised run alone for three epochs
+    metrics = auto_at_100_s_an_epoch(tmp_path, monkeypatch, 5.75)
     assert metrics["choice"]["strategy"] != "full"  # so there were two contenders to compare
     assert "dev_accuracy" not in metrics["choice"] and not any(n.startswith("selection/") for n in metrics["runs"])
     assert metrics["runs"]["chosen"]["settings"]["epochs"] == 3
