@@ -93,12 +93,23 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(**values)
 
 
+def _eval_data_dir(args) -> str | None:
+    """--data-dir, else $NLPTL_DATA_DIR, else the local folder the run was trained from (its config.json)."""
+    from .data import DATA_DIR_ENV
+
+    if args.data_dir or os.environ.get(DATA_DIR_ENV):
+        return args.data_dir
+    config = Path(args.run) / "config.json"
+    recorded = json.loads(config.read_text()).get("data_dir") if config.is_file() else None
+    return recorded if isinstance(recorded, str) and Path(recorded).is_dir() else None
+
+
 def _load_eval_data(args, model):
     from . import data
 
     if args.dataset:
         options = {"domain": args.domain} if args.domain else {}
-        return data.load_dataset(args.dataset, split=args.split, data_dir=args.data_dir, **options)
+        return data.load_dataset(args.dataset, split=args.split, data_dir=_eval_data_dir(args), **options)
     if args.eval_file:
         return data.load_files(eval_file=args.eval_file, text_column=args.text_column,
                                label_column=args.label_column, label_names=model.labels)["validation"]
@@ -113,23 +124,36 @@ def cmd_train(args) -> None:
     print(json.dumps({"run": str(out), **metrics}))
 
 
-def cmd_evaluate(args) -> None:
-    from . import TransferModel, evaluate
+def load_run_model(args):
+    """The model an ``nlptl train`` run saved in ``args.run``, with a clear error when it is not a run."""
+    from . import TransferModel
 
-    model = TransferModel.from_pretrained(Path(args.run) / "model", trust_remote_code=args.trust_remote_code)
+    run = Path(args.run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {str(run)!r} does not exist: pass the --output-dir of an "
+                                "`nlptl train` run that finished")
+    if not (run / "model").is_dir():
+        raise FileNotFoundError(f"{str(run)!r} holds no model/ folder: pass a run that trained a model (a TF-IDF "
+                                "baseline run saves none, and a run writes model/ only when its training ends)")
+    return TransferModel.from_pretrained(run / "model", trust_remote_code=args.trust_remote_code)
+
+
+def cmd_evaluate(args) -> None:
+    from . import evaluate
+    from .artifacts import write_text_atomically
+
+    model = load_run_model(args)
     dataset = _load_eval_data(args, model)
     from .heads import head_class
 
     metrics = evaluate(model, dataset, batch_size=args.batch_size, **head_class(model.head.task).run_columns(dataset))
     name = f"eval-{args.dataset}-{args.split}.json" if args.dataset else f"eval-{Path(args.eval_file).stem}.json"
-    (Path(args.run) / name).write_text(json.dumps(metrics, indent=2))
+    write_text_atomically(Path(args.run) / name, json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
 
 
 def cmd_predict(args) -> None:
-    from . import TransferModel
-
-    model = TransferModel.from_pretrained(Path(args.run) / "model", trust_remote_code=args.trust_remote_code)
+    model = load_run_model(args)
     texts = list(args.text or [])
     if args.input_file:
         texts += [line.rstrip("\n") for line in open(args.input_file, encoding="utf-8") if line.strip()]
@@ -188,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset")
     evaluate.add_argument("--domain")
     evaluate.add_argument("--split", default="validation")
-    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--data-dir", help="local copies of the named datasets (default: $NLPTL_DATA_DIR, "
+                          "else the folder the run was trained from)")
     evaluate.add_argument("--eval-file")
     evaluate.add_argument("--text-column", default="text")
     evaluate.add_argument("--label-column", default="label")

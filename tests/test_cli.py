@@ -229,6 +229,25 @@ def test_evaluate_prints_metrics_and_writes_them_into_the_run(runs, files):
     assert metrics["accuracy"] == pytest.approx(trained["accuracy"])
 
 
+def test_evaluate_on_a_named_dataset_reads_the_folder_the_run_was_trained_from(bert_dir, tmp_path):
+    # The README's `nlptl evaluate runs/sst2-fe --dataset sst2 --split validation` after a run trained
+    # with --data-dir: offline, without the run's folder, the dataset would be looked up on the hub.
+    data_dir = tmp_path / "data"
+    (data_dir / "sst2").mkdir(parents=True)
+    rows = [(text, "1" if label == "5" else "0") for text, label in sentiment_rows(16)]
+    for split in ("train", "validation"):
+        write_tsv(data_dir / "sst2" / f"{split}.tsv", rows, header="sentence\tlabel")
+    run = tmp_path / "run"
+    code, _, stderr = cli(["train", "--dataset", "sst2", "--data-dir", str(data_dir), "--encoder", str(bert_dir),
+                           "--epochs", "1", "--batch-size", "8", "--output-dir", str(run)])
+    assert code == 0, stderr
+    code, stdout, stderr = cli(["evaluate", str(run), "--dataset", "sst2", "--split", "validation"])
+    assert code == 0, stderr
+    trained = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert last_json_line(stdout)["accuracy"] == pytest.approx(trained["accuracy"])
+    assert (run / "eval-sst2-validation.json").is_file()
+
+
 def test_predict_prints_one_json_line_per_text(runs, tmp_path):
     run = runs["top_k"]["dir"]
     texts = ["the movie was really good", "a bad film", "hello"]
@@ -347,7 +366,17 @@ def test_evaluate_on_a_directory_that_is_not_a_run(files, tmp_path):
     not_a_run.mkdir()
     code, _, stderr = cli(["evaluate", str(not_a_run), "--eval-file", str(files["eval_stars"]),
                            "--text-column", "review", "--label-column", "stars"])
-    assert_one_line_error(code, stderr, str(not_a_run))
+    assert_one_line_error(code, stderr, str(not_a_run), "holds no model/ folder")
+    assert list(not_a_run.iterdir()) == []  # no eval file written into a folder that is not a run
+
+
+@pytest.mark.parametrize("command", [["predict", "--text", "what a film"], ["evaluate", "--dataset", "sst2"]])
+def test_a_run_directory_that_does_not_exist_is_named_as_missing(command, tmp_path):
+    # What a user sees after a train command failed before writing anything (e.g. the model was offline).
+    missing = tmp_path / "runs" / "sst2-fe"
+    code, _, stderr = cli([command[0], str(missing), *command[1:]])
+    assert_one_line_error(code, stderr, f"run directory '{missing}' does not exist")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_traceback_on_request_with_nlptl_debug(bert_dir, tmp_path, monkeypatch):
