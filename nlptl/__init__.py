@@ -8,5 +8,5 @@ from .training import FitResult, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "EncoderOutput", "FitResult", "TrainConfig", "STRATEGIES", "TransferModel", "evaluate", "fit", "infer_kind",
-           "list_encoders", "load_encoder", "__version__"]
+__all__ = ["Encoder", "EncoderOutput", "FitResult", "TrainConfig", "STRATEGIES", "TransferModel", "evaluate", "fit",
+           "infer_kind", "list_encoders", "load_encoder", "__version__"]

@@ -242,7 +242,8 @@ def _legacy_foreign(directory: Path, present: list[str]) -> list[str]:
     def allowed(path: str) -> bool:
         parts, is_dir = path.rstrip("/").split("/"), path.endswith("/")
         in_sub = parts[0] in _LEGACY_SUBDIRECTORIES and (
-            _LEGACY_SUBDIRECTORIES[parts[0]] is None or (directory / parts[0] / _LEGACY_SUBDIRECTORIES[parts[0]]).is_file())
+            _LEGACY_SUBDIRECTORIES[parts[0]] is None
+            or (directory / parts[0] / _LEGACY_SUBDIRECTORIES[parts[0]]).is_file())
         if len(parts) == 1:
             return in_sub if is_dir else _legacy_name(parts[0])
         return len(parts) == 2 and in_sub and not is_dir and _legacy_name(parts[1])

@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column", default="label")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--trust-remote-code", action="store_true",
-                          help="allow a saved 'module' encoder to import the class its JSON names (only for runs you trust)")
+                          help="allow a saved 'module' encoder to import the class its JSON names "
+                               "(only for runs you trust)")
     evaluate.set_defaults(handler=cmd_evaluate)
     predict = commands.add_parser("predict", help="predict labels for texts with a trained run")
     predict.add_argument("run")
@@ -227,14 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input-file", help="a file with one text per line")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--trust-remote-code", action="store_true",
-                         help="allow a saved 'module' encoder to import the class its JSON names (only for runs you trust)")
+                         help="allow a saved 'module' encoder to import the class its JSON names "
+                              "(only for runs you trust)")
     predict.set_defaults(handler=cmd_predict)
     report = commands.add_parser("report", help="compare run directories in report.md/report.json with plots")
     report.add_argument("runs", nargs="+", help="run directories")
     report.add_argument("--output", required=True, help="folder for report.md, report.json and the plots")
     report.add_argument("--title")
     report.set_defaults(handler=cmd_report)
-    commands.add_parser("encoders", help="list the encoder kinds and what each takes").set_defaults(handler=cmd_encoders)
+    commands.add_parser("encoders",
+                        help="list the encoder kinds and what each takes").set_defaults(handler=cmd_encoders)
     commands.add_parser("datasets", help="list the dataset names").set_defaults(handler=cmd_datasets)
     __import__("nlptl.rank_cli", fromlist=["add_commands"]).add_commands(commands)  # nlptl rank / auto
     return parser

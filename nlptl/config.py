@@ -110,7 +110,8 @@ class TrainConfig:
             (self.learning_rate is None or _positive(self.learning_rate), "learning_rate", "a finite number > 0"),
             (self.head_learning_rate is None or _positive(self.head_learning_rate), "head_learning_rate",
              "a finite number > 0"),
-            (self.discriminative_decay is None or _positive(self.discriminative_decay) and self.discriminative_decay <= 1,
+            (self.discriminative_decay is None
+             or _positive(self.discriminative_decay) and self.discriminative_decay <= 1,
              "discriminative_decay", "a number in (0, 1]"),
             (_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a finite number >= 0"),
             (self.schedule in SCHEDULES, "schedule", f"choose one of {', '.join(SCHEDULES)}"),

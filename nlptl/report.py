@@ -231,7 +231,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for run in report["runs"]:
         fingerprint = run["data_fingerprint"]
         lines += [f"### {run['name']}", "", f"- Directory: `{run['run_dir']}`", f"- Seed: {run['seed']}",
-                  f"- Train data sha256: `{fingerprint.get('train')}`", f"- Eval data sha256: `{fingerprint.get('eval')}`"]
+                  f"- Train data sha256: `{fingerprint.get('train')}`",
+                  f"- Eval data sha256: `{fingerprint.get('eval')}`"]
         if not report["environment"]:
             lines.append("- Environment: " + _environment(run["environment"]))
         lines += ["- Command:", "", "```bash", str(run["command"] or "(not recorded)"), "```", ""]

@@ -44,7 +44,8 @@ class Strategy:
         if self.name == "top_k" and (self.top_k is None or self.top_k < 1):
             raise ValueError(f"strategy 'top_k' needs top_k >= 1, got top_k={self.top_k}")
         if self.name == "lora" and self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"strategy 'lora' takes top_k >= 1 (adapters on the top k groups) or None, got {self.top_k}")
+            raise ValueError(f"strategy 'lora' takes top_k >= 1 (adapters on the top k groups) or None, "
+                             f"got {self.top_k}")
 
     def validate(self, num_groups: int) -> None:
         if self.name in ("top_k", "lora") and self.top_k is not None and self.top_k > num_groups:

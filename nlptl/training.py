@@ -80,7 +80,8 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     plan = Strategy(cfg.strategy, cfg.top_k)
     groups = model.encoder.layer_groups()
     plan.validate(len(groups))
-    train_sets, eval_sets = named_sources(train_data, "train_data", SINGLE_SOURCE), named_sources(eval_data, "eval_data", None)
+    train_sets, eval_sets = (named_sources(train_data, "train_data", SINGLE_SOURCE),
+                             named_sources(eval_data, "eval_data", None))
     heads = {name: model.head_for(name) for name in train_sets}
     eval_heads = {name: model.head_for(name) if name is not None else model.default_head for name in eval_sets}
     accelerator = build_accelerator(cfg)
@@ -242,7 +243,8 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     metrics = {}
     if eval_loaders:
         best = [h for h in state["history"] if h["epoch"] == state["best_epoch"]] if best_weights else []
-        metrics = {k: v for k, v in (best or state["history"][-1:])[0].items() if k not in ("epoch", "trainable_groups")}
+        metrics = {k: v for k, v in (best or state["history"][-1:])[0].items()
+                   if k not in ("epoch", "trainable_groups")}
     trainee.eval()
     before_finish = None  # the objective's last word (a refitted head) changes the metrics, not the epoch history
     if objective.finish(model, {s.name: (s.head, s.rows) for s in sources if s.labelled}) and eval_loaders:

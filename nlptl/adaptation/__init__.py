@@ -45,5 +45,6 @@ def weights_method_for(name: str) -> str:
 
 __all__ = ["DANN", "CORAL", "MMD", "SourceTargetObjective", "DomainDiscriminator", "reverse_gradient", "warm_up",
            "coral_distance", "coral_transform", "mk_mmd", "importance_weights", "effective_sample_size", "TrAdaBoost",
-           "domain_distance", "domain_adaptive_pretraining", "self_training", "SelfTrainingResult", "masked_lm_for", "DAPTResult", "FeatureTableEncoder",
-           "objective_for", "weights_method_for", "OBJECTIVES", "WEIGHTINGS", "ADAPTATIONS"]
+           "domain_distance", "domain_adaptive_pretraining", "self_training", "SelfTrainingResult", "masked_lm_for",
+           "DAPTResult", "FeatureTableEncoder", "objective_for", "weights_method_for", "OBJECTIVES", "WEIGHTINGS",
+           "ADAPTATIONS"]

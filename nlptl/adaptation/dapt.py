@@ -96,7 +96,8 @@ def domain_adaptive_pretraining(encoder: Any, texts: Sequence[str], *, epochs: i
     params = [p for p in mlm.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(texts) / batch_size)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps_per_epoch * epochs), steps_per_epoch * epochs)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps_per_epoch * epochs),
+                                                steps_per_epoch * epochs)
     losses = []
     mlm.train()
     for epoch in range(epochs):

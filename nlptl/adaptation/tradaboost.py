@@ -15,12 +15,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 
 class TrAdaBoost(ClassifierMixin, BaseEstimator):
-    """``fit(X_source, y_source, X_target, y_target)`` then ``predict(X)``; any sklearn classifier with sample_weight."""
+    """``fit(X_source, y_source, X_target, y_target)`` then ``predict(X)``; any sklearn classifier with
+    sample_weight."""
 
     def __init__(self, estimator: Any = None, n_estimators: int = 20) -> None:
         self.estimator, self.n_estimators = estimator, n_estimators
 
-    def fit(self, x_source: np.ndarray, y_source: np.ndarray, x_target: np.ndarray, y_target: np.ndarray) -> "TrAdaBoost":
+    def fit(self, x_source: np.ndarray, y_source: np.ndarray, x_target: np.ndarray,
+            y_target: np.ndarray) -> "TrAdaBoost":
         from sklearn.linear_model import LogisticRegression
 
         if self.n_estimators < 2:

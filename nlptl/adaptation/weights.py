@@ -96,7 +96,8 @@ def kernel_mean_matching(source: np.ndarray, target: np.ndarray, bound: float = 
     from sklearn.metrics.pairwise import euclidean_distances
 
     n_s, n_t = len(source), len(target)
-    epsilon = (math.sqrt(n_s) - 1) / math.sqrt(n_s) if epsilon is None else float(epsilon)  # the paper's B/sqrt(n) scale
+    # the paper's B/sqrt(n) scale
+    epsilon = (math.sqrt(n_s) - 1) / math.sqrt(n_s) if epsilon is None else float(epsilon)
     bandwidth = median_distance(source, target) if bandwidth is None else bandwidth
     gamma = 1.0 / (2 * max(bandwidth, 1e-12) ** 2)
     k_ss = np.exp(-gamma * euclidean_distances(source, source, squared=True))  # (Ns, Ns)

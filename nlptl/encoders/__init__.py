@@ -46,7 +46,8 @@ def import_object(path: Any, what: str) -> Any:
         for attr in qualname.split("."):
             target = getattr(target, attr)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{what}: cannot import {path!r} ({exc}); is the package installed and the name right?") from exc
+        raise ValueError(f"{what}: cannot import {path!r} ({exc}); "
+                         "is the package installed and the name right?") from exc
     return target
 
 
@@ -54,7 +55,8 @@ ENCODERS: dict[str, EncoderKind] = {
     kind.name: kind
     for kind in [
         EncoderKind("transformer", "nlptl.encoders.transformer:TransformerEncoder.from_source",
-                    "a Hugging Face hub id or local directory of any AutoModel text encoder (BERT, ALBERT, XLNet, DistilBERT, RoBERTa, ...)"),
+                    "a Hugging Face hub id or local directory of any AutoModel text encoder "
+                    "(BERT, ALBERT, XLNet, DistilBERT, RoBERTa, ...)"),
         EncoderKind("word2vec", "nlptl.encoders.static:StaticEncoder.from_word2vec",
                     "a word2vec file, binary or text (first line 'count dim')"),
         EncoderKind("glove", "nlptl.encoders.static:StaticEncoder.from_glove",
@@ -64,11 +66,13 @@ ENCODERS: dict[str, EncoderKind] = {
         EncoderKind("keyedvectors", "nlptl.encoders.static:StaticEncoder.from_keyedvectors",
                     "an in-memory gensim KeyedVectors or model (Word2Vec, FastText) object"),
         EncoderKind("image", "nlptl.encoders.image:HFImageEncoder.from_source",
-                    "a Hugging Face hub id or local directory of a transformers vision model (ResNet, ConvNeXt, ViT, ...)"),
+                    "a Hugging Face hub id or local directory of a transformers vision model "
+                    "(ResNet, ConvNeXt, ViT, ...)"),
         EncoderKind("timm", "nlptl.encoders.timm:TimmEncoder.from_source",
                     "a timm model name such as 'resnet50' or 'vgg16' (needs the optional 'timm' extra)"),
         EncoderKind("module", "nlptl.encoders.module:ModuleImageEncoder.from_source",
-                    "a torch.nn.Module mapping images (B, C, H, W) to feature maps (B, C', H', W') or tokens (B, T, C')"),
+                    "a torch.nn.Module mapping images (B, C, H, W) to feature maps (B, C', H', W') "
+                    "or tokens (B, T, C')"),
     ]
 }
 

@@ -69,7 +69,8 @@ class StaticEncoder(TextEncoder):
         super().__init__()
         vectors = torch.as_tensor(vectors, dtype=torch.float32)  # (V, D), shares memory with numpy
         if vectors.ndim != 2 or vectors.shape[0] != len(words) or vectors.shape[0] == 0:
-            raise ValueError(f"vectors has shape {tuple(vectors.shape)} for {len(words)} words; expected ({len(words)}, D)")
+            raise ValueError(f"vectors has shape {tuple(vectors.shape)} for {len(words)} words; "
+                             f"expected ({len(words)}, D)")
         if unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown={unknown!r}; choose one of {UNKNOWN_POLICIES}")
         if not isinstance(max_length, int) or max_length < 1:
@@ -82,7 +83,8 @@ class StaticEncoder(TextEncoder):
         self.trainable = bool(trainable)
         self.max_length = max_length
         self.embeddings = nn.Embedding.from_pretrained(vectors, freeze=not self.trainable)
-        self.unknown_vector = nn.Embedding.from_pretrained(torch.zeros(1, dim), freeze=False) if unknown == "learned" else None
+        self.unknown_vector = (nn.Embedding.from_pretrained(torch.zeros(1, dim), freeze=False)
+                               if unknown == "learned" else None)
         self.unknown_words = UnknownWords(subwords, oov_words)
         oov = torch.zeros(0, dim) if oov_vectors is None else torch.as_tensor(oov_vectors, dtype=torch.float32)
         self.register_buffer("oov_vectors", oov.reshape(len(oov_words), dim))  # (K, D)

@@ -74,7 +74,8 @@ def _check_binary_end(path: Path, header_bytes: int, words: list[str], dim: int)
                          "undercounts: fix its count, or pass limit= to read only the first vectors on purpose")
 
 
-def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None, kind: str) -> tuple[list[str], np.ndarray]:
+def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None,
+                      kind: str) -> tuple[list[str], np.ndarray]:
     """Words and (V, D) vectors of a 'word float ...' text file, parsed in numpy (~4x gensim's speed)."""
     path = _check_file(path, kind)
     words: list[str] = []
@@ -84,7 +85,8 @@ def read_text_vectors(path: str | os.PathLike, header: bool, limit: int | None, 
         fields = _text_fields(path, first, kind)
         is_header = len(fields) == 2 and all(x.isdigit() for x in fields)
         if header != is_header:
-            why = "it has no 'count dim' header line" if header else f"its first line {_show(first)} is a word2vec 'count dim' header"
+            why = ("it has no 'count dim' header line" if header
+                   else f"its first line {_show(first)} is a word2vec 'count dim' header")
             raise _wrong_format(path, kind, why)
         count, dim = (int(fields[0]), int(fields[1])) if header else (None, len(fields) - 1)
         if dim < 1:
@@ -125,7 +127,8 @@ def read_fasttext(path: str | os.PathLike):
     try:
         return load_facebook_vectors(str(path))
     except (EOFError, ValueError, OSError, NotImplementedError, AssertionError) as exc:
-        raise ValueError(f"{str(path)!r} starts like a fastText .bin but cannot be read ({exc}); is it damaged?") from None
+        raise ValueError(f"{str(path)!r} starts like a fastText .bin but cannot be read ({exc}); "
+                         "is it damaged?") from None
 
 
 def _parse_lines(path: Path, lines: list[bytes], first_no: int, dim: int) -> tuple[list[str], np.ndarray]:

@@ -32,7 +32,8 @@ class PrototypeHead(ClassificationHead):
                  trainable: bool = False) -> None:
         super().__init__(num_labels, pooling=pooling)
         if pooling == "attention":
-            raise ValueError("PrototypeHead has no weights to pool with: choose pooling 'mean', 'max', 'first' or 'pooled'")
+            raise ValueError("PrototypeHead has no weights to pool with: "
+                             "choose pooling 'mean', 'max', 'first' or 'pooled'")
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(f"temperature={temperature!r}: must be a number > 0")
         self.temperature, self.trainable = float(temperature), bool(trainable)

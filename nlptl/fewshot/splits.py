@@ -51,7 +51,8 @@ def load_benchmark(name: str, data_dir: str, eval_rows: int | None = None, seed:
         pool = splits["train"]
         drawn = set()
         for s in range(10):
-            drawn.update(np.asarray(sample_shots(pool.add_column("_row", list(range(len(pool)))), 64, s)["_row"]).tolist())
+            drawn.update(
+                np.asarray(sample_shots(pool.add_column("_row", list(range(len(pool)))), 64, s)["_row"]).tolist())
         held = [i for i in range(len(pool)) if i not in drawn]
         evaluation = pool.select(held)
         note = f"the {len(held)} reviews never drawn as shots (seeds 0-9, k <= 64)"

@@ -140,7 +140,8 @@ def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str],
 
 
 def select_pseudo_labels(scores: np.ndarray, top_fraction: float | None = 0.3,
-                         min_confidence: float | None = None, temperature: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+                         min_confidence: float | None = None,
+                         temperature: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """(row indices, class ids) of the pseudo-labelled rows chosen from zero-shot cosines (N, C).
 
     Confidence is the softmax of cosine / temperature. ``top_fraction``: per predicted class, its

@@ -11,7 +11,8 @@ import importlib
 from .base import Head
 from .classification import POOLINGS, ClassificationHead
 
-__all__ = ["POOLINGS", "Head", "ClassificationHead", "ExtractiveQAHead", "TASKS", "head_class", "register_task", "task_names"]
+__all__ = ["POOLINGS", "Head", "ClassificationHead", "ExtractiveQAHead", "TASKS", "head_class", "register_task",
+           "task_names"]
 
 # task name -> "module:Class" (imported on use, so a head's optional pieces load only when needed) or a class
 TASKS: dict[str, str | type[Head]] = {

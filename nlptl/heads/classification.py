@@ -56,7 +56,8 @@ class ClassificationHead(Head):
             self.attention = nn.Linear(num_features, 1)
         width = num_features
         if self.hidden_size:
-            self.hidden = nn.Sequential(nn.Linear(num_features, self.hidden_size), nn.GELU(), nn.Dropout(self.dropout_p))
+            self.hidden = nn.Sequential(nn.Linear(num_features, self.hidden_size), nn.GELU(),
+                                        nn.Dropout(self.dropout_p))
             width = self.hidden_size
         self.classifier = nn.Linear(width, self.num_labels)
 

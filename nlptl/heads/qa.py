@@ -8,8 +8,8 @@ map predicted positions back to characters of the context.
 Choices:
 
 * Every row keeps one *null slot*: its first special token (BERT's [CLS]), or its first question
-  token for encoders without special tokens (static vectors); see ``qa_postprocess.null_position``. Logits are masked to a large negative everywhere except the
-  context and the null slot.
+  token for encoders without special tokens (static vectors); see ``qa_postprocess.null_position``.
+  Logits are masked to a large negative everywhere except the context and the null slot.
 * A training window that does not contain the answer (and every window of an unanswerable
   example) targets the null slot, as in SQuAD v2 and Hugging Face's QA examples; windows are never
   dropped. For SQuAD v1 (``allow_no_answer=False``) the null score is simply never predicted.

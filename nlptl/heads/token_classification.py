@@ -51,7 +51,8 @@ class TokenClassificationHead(Head):
         if num_labels is not None:
             require_int("num_labels", num_labels, 2, " (the tag set, 'O' included)")
         if labels is not None and (isinstance(labels, str) or len(labels) < 2):
-            raise ValueError(f"labels={labels!r}: expected a list of at least 2 tag names, e.g. ['O', 'B-PER', 'I-PER']")
+            raise ValueError(f"labels={labels!r}: expected a list of at least 2 tag names, "
+                             "e.g. ['O', 'B-PER', 'I-PER']")
         if labels is not None and num_labels is not None and len(labels) != num_labels:
             raise ValueError(f"labels has {len(labels)} names but num_labels={num_labels}")
         require_int("stride", stride, 0)
