@@ -448,6 +448,17 @@ def test_auto_plans_for_the_adaptation_stream():
     assert top_adapted - top == pytest.approx(OVERHEAD * 0.01 * (3000 + 1000 * BACKWARD_FACTOR / 7))
 
 
+def test_frozen_strategies_pay_once_for_caching_the_evaluation_rows_too():
+    """fit caches the evaluation split below the freeze line as well (AG News: 7,600 rows beside 10,001)."""
+    from nlptl.transferability.auto import compute_seconds
+
+    for strategy, top_k, trained in (("top_k", 1, 1 / 7), ("feature_extraction", None, 0.05)):
+        without, with_eval = (compute_seconds(0.01, 1000, n_eval, strategy, top_k, 7, epochs=3) for n_eval in (0, 500))
+        assert with_eval - without == pytest.approx(0.01 * 500 * (1 + 3 * trained))  # one pass, then each epoch
+    without, with_eval = (compute_seconds(0.01, 1000, n_eval, "full", None, 7, epochs=3) for n_eval in (0, 500))
+    assert with_eval - without == pytest.approx(0.01 * 500 * 3)  # nothing cached: the whole encoder every epoch
+
+
 def test_a_run_estimate_is_a_fixed_part_plus_a_share_of_the_work():
     """Building, predicting and saving are paid once a run, so a run twice as long is not estimated twice as long."""
     from nlptl.transferability.auto import OVERHEAD, RUN_SECONDS, compute_seconds, estimate_run_seconds
