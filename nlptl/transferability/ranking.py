@@ -164,9 +164,11 @@ def advise_freeze_depth(
         reason = (f"the score still improves up to the top group ({groups[-1]}), so the source's top layer is "
                   "already the best frozen feature: train only a head (feature extraction)")
     else:
-        reason = (f"the score is within {tolerance:.0%} of its range of the best ({groups[best_depth - 1]}) "
-                  f"already after {groups[depth - 1]}; the {top_k} group(s) above add little for this task, "
-                  f"so retrain them: top_k={top_k}")
+        where = (f"the score peaks at {groups[depth - 1]}" if depth == best_depth else
+                 f"the score comes within {tolerance:.0%} of its range of the best ({groups[best_depth - 1]}) "
+                 f"already at {groups[depth - 1]}")
+        reason = (f"{where}; the {top_k} group(s) above it add little for this task as they are, so they are "
+                  f"retrained and the rest stays frozen: top_k={top_k}")
     return FreezeAdvice(top_k=top_k, strategy="top_k" if top_k else "feature_extraction", depth=depth,
                         groups=groups, curve=values.tolist(), best_depth=best_depth, tolerance=tolerance,
                         reason=reason)
