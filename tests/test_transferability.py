@@ -525,6 +525,29 @@ def test_auto_gives_the_chosen_run_an_epoch_before_the_from_scratch_baseline(tmp
     assert metrics["choice"]["epochs"] == 2 and metrics["runs"]["chosen"]["settings"]["epochs"] == 2
 
 
+def test_the_plan_walks_down_its_ladder_as_the_budget_shrinks():
+    """plan_training alone: comparison, then fewer epochs, then no adaptation, then feature extraction."""
+    from nlptl.transferability.auto import plan_training
+
+    def cost(strategy, top_k, rows, epochs, n_test=100, target_rows=0):  # 100 s an epoch, 10 s frozen; x2 adapted
+        return (10.0 if strategy == "feature_extraction" else 100.0) * epochs * (2 if target_rows else 1)
+
+    def plan(left, target_rows=0):
+        p = plan_training(cost, ("top_k", 2), 1000, 100, target_rows, left)
+        return p["compare"], p["selected"], p["epochs"], p["target_rows"], p["fits"]
+
+    assert plan(900) == (True, ("top_k", 2), 3, 0, True)  # 2 x 300 s held-out + 300 s the winner
+    assert plan(600) == (True, ("top_k", 2), 2, 0, True)
+    assert plan(599) == (False, ("top_k", 2), 3, 0, True)  # no comparison at one epoch: the advised run, 3 epochs
+    assert plan(150) == (False, ("top_k", 2), 1, 0, True)
+    assert plan(99) == (False, ("feature_extraction", None), 3, 0, True)
+    assert plan(5) == (False, ("feature_extraction", None), 1, 0, False)  # nothing fits: the cheapest, said so
+    # adapting costs the adapted run (x2) plus its unadapted check; epochs go first, then the adaptation
+    assert plan(900, target_rows=50) == (False, ("top_k", 2), 3, 50, True)
+    assert plan(400, target_rows=50) == (False, ("top_k", 2), 1, 50, True)
+    assert plan(250, target_rows=50) == (False, ("top_k", 2), 2, 0, True)
+
+
 def test_auto_gives_the_advised_run_more_epochs_rather_than_compare_at_one(tmp_path, monkeypatch):
     """A comparison of one-epoch runs is not planned: a second epoch gained 4 points on average on Amazon pairs."""
     # ~330 s of budget hold the comparison at one epoch (3 runs) or the advised run alone for three epochs

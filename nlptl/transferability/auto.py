@@ -19,8 +19,9 @@ it), and then the advised freeze line itself for feature extraction (the encoder
 head trained).
 The from-scratch baseline is planned for nothing: it trains when the plan leaves room for it. In
 every auto run on record it scored far below TF-IDF (SST-2 0.530 vs 0.757, books->kitchen 0.568
-vs 0.752, AG News 0.549 vs 0.874), so it never decided the negative-transfer flag, while the epoch it could cost is worth
-more: on books->kitchen, two epochs of the advised run scored 0.7545 and one 0.6795.
+vs 0.752, AG News 0.549 vs 0.874), so it never decided the negative-transfer flag, while the epoch
+it could cost is worth more: on books->kitchen, two epochs of the advised run scored 0.7545 and one
+0.6795.
 """
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..artifacts import write_text_atomically
 from ..rundir import earlier_run_pieces
 from .pipeline import rank_texts, seeded_sample
 
-__all__ = ["auto", "compute_seconds", "estimate_run_seconds", "MAX_EPOCHS", "DEV_FRACTION"]
+__all__ = ["auto", "compute_seconds", "estimate_run_seconds", "plan_training", "MAX_EPOCHS", "DEV_FRACTION"]
 
 MAX_EPOCHS = 3
 # The held-out comparison is planned only when the runs can have at least this many epochs: on the five
@@ -105,6 +106,40 @@ def _settings(encoder: str, strategy: str, top_k: int | None, epochs: int) -> di
 
 def _write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
     write_text_atomically(path, "".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in zip(texts, labels)))
+
+
+def _final(cost: Callable[..., float], config: tuple[str, int | None], n_train: int, epochs: int,
+           target_rows: int) -> float:
+    """The run on all training rows; adapted (``target_rows``), with the unadapted run that checks it."""
+    adapted = cost(*config, n_train, epochs, target_rows=target_rows)
+    return adapted + (cost(*config, n_train, epochs) if target_rows else 0.0)
+
+
+def plan_training(cost: Callable[..., float], advised: tuple[str, int | None], n_train: int, n_dev: int,
+                  target_rows: int, left: float) -> dict[str, Any]:
+    """What to train in ``left`` seconds, given ``cost(strategy, top_k, rows, epochs, n_test=..., target_rows=...)``.
+
+    The most epochs (``MAX_EPOCHS`` down to ``MIN_COMPARED_EPOCHS``) at which the held-out comparison
+    of the advised configuration with full fine-tuning, and then the winner on all rows, fit;
+    failing that, the first rung that fits of: the advised configuration adapted (with its
+    unadapted check), the advised one alone, feature extraction, each at the most epochs that fit.
+    Returns ``contenders``, ``compare``, ``selected``, ``epochs``, ``target_rows`` (the adaptation
+    stream kept) and ``fits`` (False: not even one epoch of feature extraction fits).
+    """
+    contenders = [advised] + ([("full", None)] if advised[0] != "full" else [])
+    for epochs in range(MAX_EPOCHS, MIN_COMPARED_EPOCHS - 1, -1):
+        trials = sum(cost(s, k, n_train - n_dev, epochs, n_dev) for s, k in contenders)
+        final = max(_final(cost, c, n_train, epochs, target_rows) for c in contenders)
+        if len(contenders) > 1 and trials + final <= left:
+            return {"contenders": contenders, "compare": True, "selected": advised, "epochs": epochs,
+                    "target_rows": target_rows, "fits": True}
+    frozen = ("feature_extraction", None)
+    ladder = [(advised, target_rows), (advised, 0), (frozen, 0)]  # (configuration, target rows), most wanted first
+    fitting = next(((config, rows, e) for config, rows in ladder for e in range(MAX_EPOCHS, 0, -1)
+                    if _final(cost, config, n_train, e, rows) <= left), None)
+    selected, rows, epochs = fitting or (frozen, 0, 1)
+    return {"contenders": contenders, "compare": False, "selected": selected, "epochs": epochs,
+            "target_rows": rows, "fits": fitting is not None}
 
 
 def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 20.0,
@@ -182,50 +217,33 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
                  target_rows: int = 0) -> float:
             return estimate_run_seconds(forward, n, n_test, strategy, top_k, num_groups, epochs, target_rows)
 
-        def final(config: tuple[str, int | None], epochs: int, rows: int) -> float:
-            """The run on all training rows; adapted (``rows`` target rows), with the unadapted run that checks it."""
-            return cost(*config, n_train, epochs, target_rows=rows) + (cost(*config, n_train, epochs) if rows else 0.0)
-
         advised = (choice["strategy"], choice["top_k"])
-        contenders = [advised] + ([("full", None)] if advised[0] != "full" else [])
+        plan = plan_training(cost, advised, n_train, n_dev, stream, left())
+        contenders, selected, epochs, select = plan["contenders"], plan["selected"], plan["epochs"], plan["compare"]
         scratch = cost("full", None, n_train, 1)
         # what MAX_EPOCHS with every run would take: the comparison on held-out rows (when there are two
         # contenders), the chosen run and the unadapted one (when adapting), the from-scratch baseline;
         # the plan itself leaves the from-scratch baseline out (see the module docstring)
         trials_at_max = (sum(cost(s, k, n_train - n_dev, MAX_EPOCHS, n_dev) for s, k in contenders)
                          if len(contenders) > 1 else 0.0)
-        whole = trials_at_max + max(final(c, MAX_EPOCHS, stream) for c in contenders) + scratch
-        plan = None  # (epochs, select?)
-        for epochs in range(MAX_EPOCHS, MIN_COMPARED_EPOCHS - 1, -1):
-            trials = sum(cost(s, k, n_train - n_dev, epochs, n_dev) for s, k in contenders)
-            if len(contenders) > 1 and trials + max(final(c, epochs, stream) for c in contenders) <= left():
-                plan = (epochs, True)
-                break
-        selected = advised
-        if plan is None:  # no comparison fits: cut the advised run down, one rung at a time, until it fits
-            frozen = ("feature_extraction", None)
-            ladder = [(advised, stream), (advised, 0), (frozen, 0)]  # (configuration, target rows), most wanted first
-            fitting = next(((config, rows, e) for config, rows in ladder for e in range(MAX_EPOCHS, 0, -1)
-                            if final(config, e, rows) <= left()), None)
-            selected, rows, epochs = fitting or (frozen, 0, 1)
+        whole = trials_at_max + max(_final(cost, c, n_train, MAX_EPOCHS, stream) for c in contenders) + scratch
+        if not select:
             if len(contenders) > 1:
                 notes.append("no budget to compare the advised freeze line with full fine-tuning on held-out rows"
                              + ("; trained the advised configuration" if selected == advised else ""))
-            if rows != stream:
+            if plan["target_rows"] != stream:
                 notes.append(f"no budget to adapt: one epoch with {ADAPTATION} toward the unlabelled text, and one "
                              "without it to check that adapting paid, were estimated at "
-                             f"{final(advised, 1, stream):.0f} s of the {left():.0f} s left, so the chosen run trains "
-                             "without adaptation (unchecked, it lost on every Amazon pair measured)")
+                             f"{_final(cost, advised, n_train, 1, stream):.0f} s of the {left():.0f} s left, so the "
+                             "chosen run trains without adaptation (unchecked, it lost on every Amazon pair measured)")
                 adapt, stream = False, 0
                 choice["adaptation"].update(method=None, skipped_for_budget=True)
             if selected != advised:
                 notes.append(f"no budget for even one epoch of {_describe(*advised)}, so auto trained "
-                             f"{_describe(*frozen)}: the encoder runs once over the rows and only the head trains")
-            if fitting is None:
+                             f"{_describe(*selected)}: the encoder runs once over the rows and only the head trains")
+            if not plan["fits"]:
                 notes.append("even one epoch of feature extraction was estimated above the budget left; trained it "
                              "anyway, as the cheapest run there is")
-            plan = (epochs, False)
-        epochs, select = plan
         if whole > left():
             minutes = math.ceil((budget - left() + whole) / 60)
             notes.append(f"the budget left {left():.0f} s for training; {MAX_EPOCHS} epochs with every comparison "
