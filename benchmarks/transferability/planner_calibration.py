@@ -31,7 +31,8 @@ from nlptl.transferability.auto import (DEV_FRACTION, OVERHEAD, RUN_SECONDS, com
 HERE = Path(__file__).resolve().parent
 TOLERANCE = 1.1  # a run may take this much more than its estimate
 FOLDERS = ("auto-sst2", "auto-sst2-full", "auto-sst2-full/replanned", "auto-books-kitchen",
-           "auto-books-kitchen/budget-6min", "auto-books-kitchen/budget-4min", "auto-ag-news")
+           "auto-books-kitchen/budget-6min", "auto-books-kitchen/budget-4min", "auto-ag-news",
+           "auto-sst2/rerun-planner4")
 
 
 def runs_of(folder: Path) -> list[dict]:

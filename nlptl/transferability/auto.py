@@ -60,7 +60,7 @@ BACKWARD_FACTOR = 3.0  # forward + backward of a trained layer ~ 3 forwards (the
 # the model, predicting and saving at the end). Set from every run `nlptl auto` has made on this
 # 2-core CPU with its ranking on record (`python benchmarks/transferability/planner_calibration.py`,
 # output in planner-calibration.json): 45 s plus the smallest factor, in steps of 0.05, under which no
-# run took more than 1.1x its estimate. The log-space fit is 1.41x + 32 s; the AG News from-scratch
+# run took more than 1.1x its estimate. The log-space fit is 1.44x + 19 s; the AG News from-scratch
 # baseline (10,001 rows) took 1.25x an estimate at 1.5x and sets the factor. A single factor of 2.5x,
 # fitted to runs of 2,000-4,000 rows, planned the documented command on all 67,349 SST-2 rows
 # (auto-sst2-full) at 1,099 s for a run that took 464 s, so auto used 8 of its 20 minutes.
