@@ -51,7 +51,8 @@ def main() -> None:
             dev = train.filter(lambda row: row["title"] in held)
             with tempfile.TemporaryDirectory() as out:
                 rates = {"learning_rate": rate, "head_learning_rate": 1e-3} if rate else {}
-                config = RunConfig(task="extractive-qa", encoder="minilm", output_dir=out, seed=0, **rates)
+                config = RunConfig(task="extractive-qa", dataset="squad", data_dir=args.data_dir, encoder="minilm",
+                                   output_dir=out, seed=0, **rates)
                 started = time.perf_counter()
                 metrics = _train(config, fit_rows, dev)[0]["metrics"]
             arm["folds"].append({"train": len(fit_rows), "dev": len(dev), "exact_match": metrics["exact_match"],
