@@ -157,8 +157,11 @@ def load_splits(config: RunConfig):
         if eval_split is None and config.dataset is None:
             raise ValueError("no evaluation data: pass an evaluation file too (eval_file= / --eval-file)")
         if eval_split is None or eval_split not in splits:
-            raise ValueError(f"no evaluation split {eval_split!r}; the data has {list(splits)} (pass --eval-split, "
-                             "or --eval-file FILE with labelled evaluation rows)")
+            others = [s for s in splits if s != config.train_split]
+            found = (f"no {eval_split!r} split" if eval_split else
+                     f"{config.dataset!r} has no evaluation split here") + f" (the data has {list(splits)})"
+            raise ValueError(f"{found}: pass --eval-file FILE with labelled evaluation rows"
+                             + (f", or --eval-split with one of {others}" if others else ""))
         train, evaluation = splits[config.train_split], splits[eval_split]
     if config.train_size is not None:
         if config.train_size > len(train):

@@ -248,6 +248,22 @@ def test_evaluate_on_a_named_dataset_reads_the_folder_the_run_was_trained_from(b
     assert (run / "eval-sst2-validation.json").is_file()
 
 
+def test_a_named_dataset_without_an_evaluation_split_says_which_flag_gives_one(bert_dir, tmp_path):
+    # e.g. `--dataset amazon_reviews --domain books`: the local copy holds one 'train' split only
+    data_dir = tmp_path / "data"
+    (data_dir / "sst2").mkdir(parents=True)
+    write_tsv(data_dir / "sst2" / "train.tsv", [("a good film", "1"), ("a bad film", "0")], header="sentence\tlabel")
+    argv = ["train", "--dataset", "sst2", "--data-dir", str(data_dir), "--encoder", str(bert_dir),
+            "--output-dir", str(tmp_path / "run")]
+    code, _, stderr = cli(argv)
+    line = assert_one_line_error(code, stderr, "'sst2' has no evaluation split here", "--eval-file")
+    assert "None" not in line and "--eval-split" not in line  # no other split to name
+    write_tsv(data_dir / "sst2" / "validation.tsv", [("fine", "1")], header="sentence\tlabel")
+    code, _, stderr = cli(argv + ["--eval-split", "test"])
+    assert_one_line_error(code, stderr, "no 'test' split", "--eval-split with one of ['validation']")
+    assert not (tmp_path / "run").exists()
+
+
 def test_predict_prints_one_json_line_per_text(runs, tmp_path):
     run = runs["top_k"]["dir"]
     texts = ["the movie was really good", "a bad film", "hello"]
