@@ -102,6 +102,10 @@ class RunConfig(TrainConfig):
         if self.shots is not None and (isinstance(self.shots, bool) or not isinstance(self.shots, int)
                                        or self.shots < 1):
             raise ValueError(f"shots={self.shots!r}: expected an integer >= 1 (examples per class)")
+        if self.train_size is not None and (isinstance(self.train_size, bool) or not isinstance(self.train_size, int)
+                                            or self.train_size < 1):
+            raise ValueError(f"train_size={self.train_size!r}: expected an integer >= 1 (training rows in all; "
+                             "leave it out for every row)")
         if self.shots is not None and self.train_size is not None:
             raise ValueError("give shots= (per class) or train_size= (in all), not both")
         if self.label_template is not None:

@@ -324,6 +324,24 @@ def auto_argv_toward_another_domain(tmp_path) -> list[str]:
             "--output-dir", str(tmp_path / "auto")]
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--budget-minutes", "0"], "budget_minutes=0.0: expected a number of minutes > 0"),
+    (["--budget-minutes", "-3"], "budget_minutes=-3.0"),
+    (["--train-size", "0"], "train_size=0: expected an integer >= 1"),
+    (["--sample", "0"], "sample=0 is too small"),
+    (["--encoders", "no-such-encoder-dir"], "no-such-encoder-dir"),
+], ids=["zero-budget", "negative-budget", "no-rows", "no-sample", "bad-encoder"])
+def test_auto_refuses_bad_arguments_before_creating_its_output_dir(tmp_path, monkeypatch, flags, message):
+    monkeypatch.delenv("NLPTL_DEBUG", raising=False)
+    write_auto_inputs(tmp_path)
+    out = tmp_path / "auto"
+    argv = ["auto", "--train-file", str(tmp_path / "train.tsv"), "--eval-file", str(tmp_path / "eval.tsv"),
+            "--encoders", str(tmp_path / HF_DIR), "--sample", "32", "--output-dir", str(out)]
+    code, _, stderr = run_cli(argv + flags)  # a later flag wins over the same flag above
+    assert code != 0 and message in stderr, stderr
+    assert not out.exists()
+
+
 def test_auto_trains_the_choice_and_the_baselines_and_explains_them(tmp_path, monkeypatch):
     monkeypatch.delenv("NLPTL_DEBUG", raising=False)
     write_auto_inputs(tmp_path)

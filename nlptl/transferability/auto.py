@@ -160,6 +160,9 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     """
     from ..runs import RunConfig, load_splits, run
 
+    if isinstance(budget_minutes, bool) or not isinstance(budget_minutes, (int, float)) \
+            or not math.isfinite(budget_minutes) or budget_minutes <= 0:
+        raise ValueError(f"budget_minutes={budget_minutes!r}: expected a number of minutes > 0 (--budget-minutes)")
     started = time.perf_counter()
     budget = budget_minutes * 60.0
     out = Path(output_dir)
@@ -169,8 +172,9 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
         raise ValueError("adapt=True (--adapt) adapts to the text of unlabeled_file: give --unlabeled-file too")
     target_texts = _unlabeled_texts(unlabeled_file, data)  # a bad file fails here, before anything is written
     _check_output_dir(out, overwrite)  # after the data loaded, before anything is written
-    out.mkdir(parents=True, exist_ok=True)
+    # ranking loads every source: a bad name or sample fails here, still before anything is written
     ranking = rank_texts(list(train["text"]), list(train["label"]), sources=sources, sample=sample, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "rank.json", json.dumps(ranking, indent=2))
     choice = dict(ranking["recommendation"])
     runs: dict[str, dict[str, Any]] = {}
