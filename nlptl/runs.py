@@ -253,17 +253,22 @@ def run(config: RunConfig, command: str | None = None) -> Path:
     out = Path(config.output_dir)
     _check_precision(config)
     train, evaluation = load_splits(config)  # bad data fails here, before anything is written
-    # A fresh run refuses (or, with overwrite, clears) an earlier run here; fit checks a resume against
-    # the checkpoints' fingerprint. config.json is written last, so a failed run leaves none behind.
-    check_run_directory(out, config.resume, None, config.overwrite)
+    # A fresh run refuses an earlier run here; with overwrite it is cleared only once the new model is
+    # built (a bad encoder or option loses nothing), just before training writes. fit checks a resume
+    # against the checkpoints' fingerprint. config.json is written last, so a failed run leaves none behind.
+    check_run_directory(out, config.resume, None, config.overwrite, remove=False)
+
+    def clear_earlier_run() -> None:
+        check_run_directory(out, config.resume, None, config.overwrite)
     record = {**asdict(config), "name": config.name or out.name, "command": command or " ".join(sys.argv),
               "environment": environment(),
               "data_fingerprint": {"train": dataset_fingerprint(train), "eval": dataset_fingerprint(evaluation)}}
     started = time.perf_counter()
     if config.baseline == "tfidf_lr":
         result, predictions = _tfidf_baseline(config, train, evaluation)
+        clear_earlier_run()
     else:
-        result, predictions = _train(config, train, evaluation)
+        result, predictions = _train(config, train, evaluation, before_fit=clear_earlier_run)
         record["applied"] = result.get("extra", {}).get("config")  # defaults as filled in: learning rates
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "config.json", json.dumps(record, indent=2))
@@ -290,10 +295,12 @@ def write_results(out: Path, result: dict, predictions: dict | None, train_size:
         write_text_atomically(Path(out) / "predictions.json", json.dumps(predictions))
 
 
-def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
+def _train(config: RunConfig, train, evaluation, before_fit=None) -> tuple[dict, dict | None]:
     from .training import fit
 
     model = build_model(config, train, evaluation)
+    if before_fit is not None:
+        before_fit()
     training = TrainConfig.from_kwargs(TrainConfig(**training_fields(config)),
                                        columns={**head_class(config.task).run_columns(train), **config.columns})
     if config.adaptation == "self_training":

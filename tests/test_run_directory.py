@@ -110,6 +110,15 @@ def test_cli_overwrite_replaces_a_finished_run(files, tmp_path):
     assert "--overwrite" in json.loads((out / "config.json").read_text())["command"]
 
 
+def test_overwrite_with_an_encoder_that_cannot_load_keeps_the_earlier_run(files, tmp_path):
+    """--overwrite deletes the earlier run only once the new model is built: a typo loses nothing."""
+    out = tmp_path / "run"
+    assert cli(train_args(files, out, "--baseline", "tfidf_lr"))[0] == 0
+    with Unchanged(out):
+        code, _, stderr = cli(train_args(files, out, "--encoder", str(tmp_path / "no-such-model"), "--overwrite"))
+    assert_one_line_error(code, stderr, "no-such-model", "does not exist")
+
+
 def test_a_run_that_fails_in_training_leaves_no_config_behind(files, tmp_path, monkeypatch):
     """config.json is written when the run has trained: a failed fresh run leaves nothing that looks finished."""
     import nlptl.runs as runs
