@@ -88,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         except json.JSONDecodeError as e:
             raise ValueError(f"--label-descriptions is not JSON ({e}); write it like "
                              '\'{"positive": ["good", "great"]}\'') from None
-    if args.max_length:
+    if args.max_length is not None:  # 0 too: the encoder says which lengths it takes
         values["encoder_options"] = {"max_length": args.max_length}
     return RunConfig(**values)
 
@@ -156,7 +156,10 @@ def cmd_predict(args) -> None:
     model = load_run_model(args)
     texts = list(args.text or [])
     if args.input_file:
-        texts += [line.rstrip("\n") for line in open(args.input_file, encoding="utf-8") if line.strip()]
+        if not Path(args.input_file).is_file():
+            raise FileNotFoundError(f"--input-file {args.input_file!r}: no such file (one text per line)")
+        with open(args.input_file, encoding="utf-8") as f:
+            texts += [line.rstrip("\n") for line in f if line.strip()]
     if not texts:
         raise ValueError("nothing to predict: give --text TEXT (repeatable) or --input-file FILE (one text per line)")
     from .heads import ClassificationHead

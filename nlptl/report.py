@@ -141,8 +141,10 @@ def write_report(run_dirs: Sequence[str | Path], output_dir: str | Path, title: 
     Each file is written to a temporary name and renamed, and report.md comes last, so a crash
     leaves the previous report (or none), never a half-written one.
     """
-    report = build_report(run_dirs, title)
     output = Path(output_dir)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output_dir {str(output)!r} is a file; pass a directory for the report (--output)")
+    report = build_report(run_dirs, title)
     output.mkdir(parents=True, exist_ok=True)
     plots.draw(report, output, _write_atomically)
     _write_atomically(output / "report.json", lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))

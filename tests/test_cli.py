@@ -286,6 +286,21 @@ def test_predict_without_texts_is_a_one_line_error(runs):
     assert_one_line_error(code, stderr, "--text", "--input-file")
 
 
+def test_missing_input_file_report_onto_a_file_and_a_zero_max_length_are_one_line_errors(runs, files, bert_dir,
+                                                                                         tmp_path):
+    code, _, stderr = cli(["predict", str(runs["top_k"]["dir"]), "--input-file", str(tmp_path / "nope.txt")])
+    assert_one_line_error(code, stderr, "--input-file", "nope.txt", "no such file")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    code, _, stderr = cli(["report", str(runs["tfidf"]["dir"]), "--output", str(a_file)])
+    assert_one_line_error(code, stderr, "is a file; pass a directory")
+    assert a_file.read_text() == "mine"
+    # --max-length 0 was taken as "not given" and trained at the model's limit
+    code, _, stderr = cli(train_args(files, tmp_path / "run", "--encoder", str(bert_dir), "--max-length", "0"))
+    assert_one_line_error(code, stderr, "max_length=0")
+    assert not (tmp_path / "run").exists()
+
+
 def test_report_compares_the_runs(runs, tmp_path):
     dirs = [str(runs[name]["dir"]) for name in ("top_k", "tfidf", "scratch")]
     out = tmp_path / "report"
