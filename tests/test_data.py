@@ -163,8 +163,9 @@ def test_load_files_takes_label_names_from_training_and_rejects_new_ones(tmp_pat
 
 def test_missing_column_lists_the_columns_present(tmp_path):
     path = write(tmp_path / "train.tsv", "sentence\tsentiment\nok\t1\n")
-    with pytest.raises(ValueError, match=r"'text' not found.*\['sentence', 'sentiment'\]"):
+    with pytest.raises(ValueError, match=r"'text' not found.*\['sentence', 'sentiment'\]") as err:
         load_files(train_file=path)
+    assert "text_column=" in str(err.value) and "--text-column" in str(err.value)  # the fix, in both spellings
 
 
 def test_file_that_is_not_its_extensions_format(tmp_path):

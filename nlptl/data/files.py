@@ -205,7 +205,8 @@ def _require_columns(columns: dict[str, list[Any]], wanted: Sequence[str | None]
         present = list(columns)
         hint = (" (a single column: is the delimiter right for the extension?)" if len(present) == 1 else "")
         raise ValueError(f"{source}: column {missing[0]!r} not found; the columns present are {present}{hint}. "
-                         f"Pick them with text_column=/text_pair_column=/label_column=")
+                         "Pick them with text_column=/text_pair_column=/label_column= "
+                         "(CLI: --text-column/--text-pair-column/--label-column)")
 
 
 def classification_dataset(
