@@ -143,13 +143,34 @@ def resumed(path: Path, result: dict) -> set[int]:
     return {row["seed"] for row in rows}
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected an integer >= 1")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 0,1,2,3,4") from None
+
+
+def compared(text: str) -> list[str]:
+    names = [c for c in text.split(",") if c]
+    if any(c != "setfit" for c in names):
+        raise argparse.ArgumentTypeError(f"{text!r}: the only system to compare with is 'setfit'")
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--dataset", default="sst2", choices=["sst2", "ag_news", "amazon_books"])
-    parser.add_argument("--shots", type=int, default=8, help="examples per class")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--compare", default="", help="comma list; 'setfit' adds SetFit")
+    parser.add_argument("--shots", type=positive_int, default=8, help="examples per class")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="comma-separated, e.g. 0,1,2")
+    parser.add_argument("--compare", type=compared, default=[], help="comma list; 'setfit' adds SetFit")
     parser.add_argument("--output", required=True)
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--eval-rows", type=int, default=None, help="score a fixed seeded subset (default: all)")
@@ -180,9 +201,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"few_shot.py: error: {e}")
 
     bench = load_benchmark(args.dataset, args.data_dir, args.eval_rows)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    systems = ["nlptl"] + ([] if args.skip_plain else ["plain_fine_tune"]) + [c for c in args.compare.split(",")
-                                                                             if c == "setfit"]
+    seeds = args.seeds
+    systems = ["nlptl"] + ([] if args.skip_plain else ["plain_fine_tune"]) + args.compare
     settings = {k: getattr(args, k) for k in ("strategy", "top_k", "epochs", "batch_size", "learning_rate",
                                               "head_learning_rate", "pairs_per_example", "head")}
     if args.label_examples:  # only when on, so tables made before the option still --resume

@@ -89,6 +89,16 @@ def test_a_rerun_refuses_to_replace_an_earlier_table_unless_told_how(tmp_path, r
     assert (out / table).read_bytes() == before  # and a run that fails before measuring anything replaces nothing
 
 
+@pytest.mark.parametrize("flag, value", [("--shots", "0"), ("--seeds", "0,x"), ("--compare", "setfitt")])
+def test_few_shot_refuses_a_bad_shot_count_seed_list_or_peer_before_creating_its_output(tmp_path, capsys, flag, value):
+    # --compare setfitt used to be dropped without a word, and --shots 0 failed after creating --output
+    recipe = load_recipe("few_shot")
+    with pytest.raises(SystemExit):
+        recipe.main(["--data-dir", str(tmp_path), "--output", str(tmp_path / "out"), flag, value])
+    assert f"argument {flag}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def few_shot_result(seeds, settings=None) -> dict:
     return {"dataset": "sst2", "shots": 8, "seeds": seeds, "encoder": "minilm", "evaluation": "872 rows",
             "settings": settings or {"epochs": 8}, "systems": ["nlptl", "setfit"], "command": "python later",
