@@ -23,6 +23,7 @@ from nlptl.artifacts import write_text_atomically
 from nlptl.encoders.base import EncoderOutput
 from nlptl.fewshot import self_train, zero_shot
 from nlptl.fewshot.splits import load_benchmark
+from nlptl.fewshot.zero_shot import check_selection
 from nlptl.runs import resolve_encoder_source
 
 
@@ -45,6 +46,15 @@ def main() -> None:
     parser.add_argument("--top-fraction", type=float, default=0.3, help="per class, the most confident share kept")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    try:
+        check_selection(args.top_fraction, None)  # before minutes of encoding
+    except ValueError as e:
+        parser.error(f"--top-fraction: {e}")
+    for name in ("eval_rows", "unlabelled_rows"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer >= 1")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        parser.error(f"--output {args.output!r} is a file; pass a directory")
 
     bench = load_benchmark(args.dataset, args.data_dir, args.eval_rows, args.seed)
     path, kind = resolve_encoder_source(args.encoder)

@@ -290,6 +290,14 @@ def test_several_templates_fill_every_description_and_their_sentences_are_averag
         label_sentences(["bad", "good"], ["the film was {}.", "a film."])
 
 
+@pytest.mark.parametrize("options", [{"top_fraction": 2.0}, {"top_fraction": 0.0}, {"top_fraction": -0.3},
+                                     {"min_confidence": 1.5}, {"temperature": 0.0}])
+def test_a_selection_that_cannot_mean_anything_is_refused(options):
+    # top_fraction=2 used to keep every row silently; a negative one cut rows from the end
+    with pytest.raises(ValueError, match=next(iter(options))):
+        select_pseudo_labels(np.array([[0.9, 0.1], [0.2, 0.8]]), **options)
+
+
 def test_pseudo_labels_are_balanced_and_most_confident_first():
     scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55]])
     rows, ids = select_pseudo_labels(scores, top_fraction=0.5)

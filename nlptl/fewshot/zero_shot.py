@@ -139,6 +139,14 @@ def zero_shot(encoder: Encoder, texts: Sequence[str], labels: Sequence[str],
     return (predicted, scores) if return_scores else predicted
 
 
+def check_selection(top_fraction: float | None, min_confidence: float | None) -> None:
+    """Refuse a pseudo-label selection that cannot mean anything (a share above 1, a negative confidence)."""
+    if top_fraction is not None and not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction={top_fraction!r}: expected a share in (0, 1] of each class's rows, or None")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise ValueError(f"min_confidence={min_confidence!r}: expected a probability in [0, 1], or None")
+
+
 def select_pseudo_labels(scores: np.ndarray, top_fraction: float | None = 0.3,
                          min_confidence: float | None = None,
                          temperature: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +157,9 @@ def select_pseudo_labels(scores: np.ndarray, top_fraction: float | None = 0.3,
     the pseudo-labelled set is balanced (a class the template favours cannot swamp the head).
     ``min_confidence`` (instead, or as well): keep only rows at or above it.
     """
+    check_selection(top_fraction, min_confidence)
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r}: expected a number > 0")
     logits = scores / temperature
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)  # (N, C)
@@ -198,6 +209,7 @@ def self_train(encoder: Encoder, unlabelled_texts: Sequence[str], labels: Sequen
     from .. import TransferModel, fit
     from ..heads import ClassificationHead
 
+    check_selection(top_fraction, min_confidence)  # before the encoder runs over every text
     labels = list(labels)
     texts = list(unlabelled_texts)
     features = encoder.encode(texts) if text_features is None else text_features  # (N, D)
