@@ -19,6 +19,17 @@ from .adaptation import ADAPTATIONS
 from .runs import BASELINES, RunConfig
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts (rows, epochs, tokens): an integer >= 1, refused before anything runs."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected an integer >= 1")
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Every RunConfig setting as a flag; recipes reuse this so their --help says the same."""
     data = parser.add_argument_group("data")

@@ -41,6 +41,7 @@ from nlptl.data import load_dataset
 from nlptl.encoders.base import EncoderOutput, ModelInput, TextEncoder, TokenizedText, pool
 from nlptl.encoders.boundary import boundary_states, forward_from_boundary
 from nlptl.heads import ClassificationHead
+from nlptl.cli import positive_int
 from nlptl.runs import resolve_encoder_source
 
 DOMAINS = ["books", "dvd", "electronics", "kitchen"]
@@ -65,19 +66,19 @@ def parse_args(argv=None):
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list out of {','.join(METHODS)}")
     p.add_argument("--output", required=True, help="writes domain_adaptation.json, report.md, plot PNG here")
     p.add_argument("--encoder", default="minilm", help="encoder name or path (default: all-MiniLM-L6-v2)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per review (default 128)")
+    p.add_argument("--max-length", type=positive_int, default=128, help="tokens per review (default 128)")
     p.add_argument("--model", default="adapter", choices=["adapter", "top_layer"],
                    help="what the methods train: a 256-unit adapter over frozen MiniLM vectors (default, seconds a "
                         "fit) or MiniLM's own top layer over the cached states below it (about a minute a fit)")
-    p.add_argument("--dapt-epochs", type=int, default=1, help="masked-LM passes over the target text")
-    p.add_argument("--dapt-texts", type=int, default=2000, help="how many target reviews DAPT trains on")
+    p.add_argument("--dapt-epochs", type=positive_int, default=1, help="masked-LM passes over the target text")
+    p.add_argument("--dapt-texts", type=positive_int, default=2000, help="how many target reviews DAPT trains on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None, help="where MiniLM's per-domain pass is kept (default: OUTPUT/cache)")
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="only merge the domain_adaptation.json of several runs (e.g. methods run in parallel) "
                         "into OUTPUT and write the report")
     p.add_argument("--skip-a-distance", action="store_true", help="leave the A-distances to another run (--merge)")
-    p.add_argument("--limit", type=int, default=None, help="use only N reviews per domain (a quick smoke test)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only N reviews per domain (a quick smoke test)")
     p.add_argument("--resume", action="store_true", help="keep (pair, method) results already in the JSON")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the domain_adaptation.json an earlier run left in --output (without --resume or "

@@ -45,6 +45,7 @@ import numpy as np
 
 import nlptl
 from nlptl.artifacts import check_results_table, write_text_atomically
+from nlptl.cli import positive_int
 from nlptl.fewshot import ContrastivePairs, add_label_sentences, prototypes, sample_shots
 from nlptl.fewshot.splits import load_benchmark
 from nlptl.devices import default_device_type, resolve_precision
@@ -141,13 +142,6 @@ def resumed(path: Path, result: dict) -> set[int]:
     for name in result["systems"]:
         result[name] = summary(rows, name)
     return {row["seed"] for row in rows}
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected an integer >= 1")
-    return value
 
 
 def seed_list(text: str) -> list[int]:

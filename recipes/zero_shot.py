@@ -24,6 +24,7 @@ from nlptl.encoders.base import EncoderOutput
 from nlptl.fewshot import self_train, zero_shot
 from nlptl.fewshot.splits import load_benchmark
 from nlptl.fewshot.zero_shot import check_selection
+from nlptl.cli import positive_int
 from nlptl.runs import resolve_encoder_source
 
 
@@ -41,8 +42,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="ag_news", choices=["ag_news", "sst2", "amazon_books"])
     parser.add_argument("--output", required=True)
     parser.add_argument("--encoder", default="minilm")
-    parser.add_argument("--eval-rows", type=int, default=None, help="score a seeded subset (default: the full split)")
-    parser.add_argument("--unlabelled-rows", type=int, default=4000, help="training texts used without labels")
+    parser.add_argument("--eval-rows", type=positive_int, default=None, help="score a seeded subset (default: the full split)")
+    parser.add_argument("--unlabelled-rows", type=positive_int, default=4000, help="training texts used without labels")
     parser.add_argument("--top-fraction", type=float, default=0.3, help="per class, the most confident share kept")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -50,9 +51,6 @@ def main() -> None:
         check_selection(args.top_fraction, None)  # before minutes of encoding
     except ValueError as e:
         parser.error(f"--top-fraction: {e}")
-    for name in ("eval_rows", "unlabelled_rows"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer >= 1")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         parser.error(f"--output {args.output!r} is a file; pass a directory")
 

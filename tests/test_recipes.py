@@ -89,10 +89,14 @@ def test_a_rerun_refuses_to_replace_an_earlier_table_unless_told_how(tmp_path, r
     assert (out / table).read_bytes() == before  # and a run that fails before measuring anything replaces nothing
 
 
-@pytest.mark.parametrize("flag, value", [("--shots", "0"), ("--seeds", "0,x"), ("--compare", "setfitt")])
-def test_few_shot_refuses_a_bad_shot_count_seed_list_or_peer_before_creating_its_output(tmp_path, capsys, flag, value):
-    # --compare setfitt used to be dropped without a word, and --shots 0 failed after creating --output
-    recipe = load_recipe("few_shot")
+@pytest.mark.parametrize("recipe_name, flag, value", [
+    ("few_shot", "--shots", "0"), ("few_shot", "--seeds", "0,x"), ("few_shot", "--compare", "setfitt"),
+    ("domain_adaptation", "--limit", "0"), ("domain_adaptation", "--dapt-texts", "0")])
+def test_recipes_refuse_bad_counts_seed_lists_or_peers_before_creating_their_output(tmp_path, capsys, recipe_name,
+                                                                                   flag, value):
+    # --compare setfitt used to be dropped without a word, --limit 0 meant "no limit", and --shots 0
+    # failed after creating --output
+    recipe = load_recipe(recipe_name)
     with pytest.raises(SystemExit):
         recipe.main(["--data-dir", str(tmp_path), "--output", str(tmp_path / "out"), flag, value])
     assert f"argument {flag}" in capsys.readouterr().err
