@@ -30,7 +30,7 @@ from typing import Any
 
 from .checkpoint import write_text_atomically
 from .rundir import check_run_directory
-from .config import TrainConfig, option, training_fields
+from .config import TrainConfig, option, require_int, training_fields
 from .heads import head_class, task_names
 
 BASELINES = (None, "from_scratch", "tfidf_lr")
@@ -102,10 +102,8 @@ class RunConfig(TrainConfig):
         if self.shots is not None and (isinstance(self.shots, bool) or not isinstance(self.shots, int)
                                        or self.shots < 1):
             raise ValueError(f"shots={self.shots!r}: expected an integer >= 1 (examples per class)")
-        if self.train_size is not None and (isinstance(self.train_size, bool) or not isinstance(self.train_size, int)
-                                            or self.train_size < 1):
-            raise ValueError(f"train_size={self.train_size!r}: expected an integer >= 1 (training rows in all; "
-                             "leave it out for every row)")
+        if self.train_size is not None:
+            require_int("train_size", self.train_size, 1, " (training rows in all; leave it out for every row)")
         if self.shots is not None and self.train_size is not None:
             raise ValueError("give shots= (per class) or train_size= (in all), not both")
         if self.label_template is not None:
@@ -253,22 +251,20 @@ def run(config: RunConfig, command: str | None = None) -> Path:
     out = Path(config.output_dir)
     _check_precision(config)
     train, evaluation = load_splits(config)  # bad data fails here, before anything is written
-    # A fresh run refuses an earlier run here; with overwrite it is cleared only once the new model is
-    # built (a bad encoder or option loses nothing), just before training writes. fit checks a resume
-    # against the checkpoints' fingerprint. config.json is written last, so a failed run leaves none behind.
+    # A fresh run refuses an earlier run here. With overwrite the earlier run is cleared by fit's own
+    # check, which runs once the new model is built (a bad encoder or option loses nothing), or, for the
+    # TF-IDF baseline, once it has trained. fit checks a resume against the checkpoints' fingerprint.
+    # config.json is written last, so a failed run leaves none behind.
     check_run_directory(out, config.resume, None, config.overwrite, remove=False)
-
-    def clear_earlier_run() -> None:
-        check_run_directory(out, config.resume, None, config.overwrite)
     record = {**asdict(config), "name": config.name or out.name, "command": command or " ".join(sys.argv),
               "environment": environment(),
               "data_fingerprint": {"train": dataset_fingerprint(train), "eval": dataset_fingerprint(evaluation)}}
     started = time.perf_counter()
     if config.baseline == "tfidf_lr":
         result, predictions = _tfidf_baseline(config, train, evaluation)
-        clear_earlier_run()
+        check_run_directory(out, config.resume, None, config.overwrite)  # no fit: clear here
     else:
-        result, predictions = _train(config, train, evaluation, before_fit=clear_earlier_run)
+        result, predictions = _train(config, train, evaluation)
         record["applied"] = result.get("extra", {}).get("config")  # defaults as filled in: learning rates
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "config.json", json.dumps(record, indent=2))
@@ -295,12 +291,10 @@ def write_results(out: Path, result: dict, predictions: dict | None, train_size:
         write_text_atomically(Path(out) / "predictions.json", json.dumps(predictions))
 
 
-def _train(config: RunConfig, train, evaluation, before_fit=None) -> tuple[dict, dict | None]:
+def _train(config: RunConfig, train, evaluation) -> tuple[dict, dict | None]:
     from .training import fit
 
     model = build_model(config, train, evaluation)
-    if before_fit is not None:
-        before_fit()
     training = TrainConfig.from_kwargs(TrainConfig(**training_fields(config)),
                                        columns={**head_class(config.task).run_columns(train), **config.columns})
     if config.adaptation == "self_training":

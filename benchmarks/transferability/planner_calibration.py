@@ -25,8 +25,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from nlptl.artifacts import write_text_atomically
-from nlptl.transferability.auto import (DEV_FRACTION, OVERHEAD, RUN_SECONDS, compute_seconds, estimate_run_seconds,
-                                        plan_training)
+from nlptl.transferability.auto import (DEV_FRACTION, OVERHEAD, RUN_SECONDS, compute_seconds, encoder_timing,
+                                        estimate_run_seconds, plan_training)
 
 HERE = Path(__file__).resolve().parent
 TOLERANCE = 1.1  # a run may take this much more than its estimate
@@ -40,9 +40,7 @@ def runs_of(folder: Path) -> list[dict]:
     result = json.loads((folder / "metrics.json").read_text())
     ranking = json.loads((folder / "rank.json").read_text())
     choice = result["choice"]
-    rows = [r for r in ranking["candidates"] if r["source"] == choice["encoder"]]
-    groups = max(r["depth"] or 1 for r in rows)
-    forward = sum(r["feature_seconds"] for r in rows) / ranking["sample"]  # as auto computes it
+    forward, groups = encoder_timing(ranking, choice["encoder"])  # as auto computes them
     target = (choice.get("adaptation") or {}).get("unlabeled_rows", 0)
     found = []
     for name, run in result["runs"].items():
@@ -69,9 +67,7 @@ def replan(folder: Path) -> dict:
     result = json.loads((folder / "metrics.json").read_text())
     ranking = json.loads((folder / "rank.json").read_text())
     choice = result["choice"]
-    rows = [r for r in ranking["candidates"] if r["source"] == choice["encoder"]]
-    groups = max(r["depth"] or 1 for r in rows)
-    forward = sum(r["feature_seconds"] for r in rows) / ranking["sample"]
+    forward, groups = encoder_timing(ranking, choice["encoder"])  # as auto computes them
     n, n_eval = result["train_size"], result["eval_size"]
     trained = sum(run["seconds"] for name, run in result["runs"].items() if name != "tfidf_lr")
     left = result["budget_minutes"] * 60 - (result["seconds"] - trained)

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..artifacts import write_text_atomically
+from ..config import _positive
 from ..rundir import earlier_run_pieces
 from .pipeline import rank_texts, seeded_sample
 
-__all__ = ["auto", "compute_seconds", "estimate_run_seconds", "plan_training", "MAX_EPOCHS", "DEV_FRACTION"]
+__all__ = ["auto", "compute_seconds", "encoder_timing", "estimate_run_seconds", "plan_training", "MAX_EPOCHS",
+           "DEV_FRACTION"]
 
 MAX_EPOCHS = 3
 # The held-out comparison is planned only when the runs can have at least this many epochs: on the five
@@ -108,6 +110,12 @@ def _write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
     write_text_atomically(path, "".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in zip(texts, labels)))
 
 
+def encoder_timing(ranking: dict[str, Any], encoder: str) -> tuple[float, int]:
+    """(seconds of one full forward pass per row, layer groups) of ``encoder``, from its ranking's timings."""
+    rows = [r for r in ranking["candidates"] if r["source"] == encoder]
+    return sum(r["feature_seconds"] for r in rows) / ranking["sample"], max(r["depth"] or 1 for r in rows)
+
+
 def _final(cost: Callable[..., float], config: tuple[str, int | None], n_train: int, epochs: int,
            target_rows: int) -> float:
     """The run on all training rows; adapted (``target_rows``), with the unadapted run that checks it."""
@@ -160,8 +168,7 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     """
     from ..runs import RunConfig, load_splits, run
 
-    if isinstance(budget_minutes, bool) or not isinstance(budget_minutes, (int, float)) \
-            or not math.isfinite(budget_minutes) or budget_minutes <= 0:
+    if not _positive(budget_minutes):
         raise ValueError(f"budget_minutes={budget_minutes!r}: expected a number of minutes > 0 (--budget-minutes)")
     started = time.perf_counter()
     budget = budget_minutes * 60.0
@@ -196,9 +203,7 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
         notes.append("the ranking put TF-IDF first, so the TF-IDF baseline is the choice")
     else:
         encoder = choice["encoder"]
-        rows = [r for r in ranking["candidates"] if r["source"] == encoder]
-        num_groups = max(r["depth"] or 1 for r in rows)
-        forward = sum(r["feature_seconds"] for r in rows) / ranking["sample"]  # one full pass, per row
+        forward, num_groups = encoder_timing(ranking, encoder)
         n_train, n_eval = len(train), len(evaluation)
         n_dev = max(1, int(round(DEV_FRACTION * n_train)))
 
