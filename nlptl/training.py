@@ -95,6 +95,7 @@ def fit(model: TransferModel, train_data: Any, eval_data: Any = None, *, config:
     sources = [prepare_source(model, name, data, heads[name], cfg, objective) for name, data in train_sets.items()]
     eval_rows = {name: model.get_head(eval_heads[name]).prepare(model.encoder, data, train=False, **cfg.columns)
                  for name, data in eval_sets.items()}
+    _check_early_stopping_metric(cfg.early_stopping_metric, {n: model.get_head(h) for n, h in eval_heads.items()})
     out = Path(cfg.output_dir) if cfg.output_dir else None
     if out is not None:  # everything is validated: now check the run directory, before writing to it
         fingerprint = run_fingerprint(model, cfg, objective, sources, eval_rows)
@@ -298,6 +299,22 @@ def _unpack(value: Any, objective: Objective) -> tuple[torch.Tensor, dict[str, f
         raise TypeError(f"{type(objective).__name__}.loss must return a scalar tensor (or (tensor, dict)), "
                         f"got {type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
     return loss, dict(logged or {})
+
+
+def _check_early_stopping_metric(metric: str | None, eval_heads: dict) -> None:
+    """Refuse, before anything trains or is written, a metric that no evaluation can report."""
+    if not metric:
+        return
+    if not eval_heads:
+        raise ValueError(f"early_stopping_metric={metric!r} (CLI: --early-stopping-metric) needs eval_data to "
+                         "measure it on; pass eval_data (CLI: --eval-file / --eval-split) or leave it unset")
+    if any(head.metric_names() is None for head in eval_heads.values()):
+        return  # a head that does not declare its metrics: _improved checks the name at the first evaluation
+    known = [f"{name}/{m}" if name is not None else m
+             for name, head in eval_heads.items() for m in ("eval_loss",) + head.metric_names()]
+    if metric not in known:
+        raise ValueError(f"early_stopping_metric={metric!r} (CLI: --early-stopping-metric) is not a metric this "
+                         f"evaluation reports; choose one of {known}")
 
 
 def _improved(record: dict, best: float | None, metric: str, mode: str) -> bool:

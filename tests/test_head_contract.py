@@ -99,6 +99,18 @@ def test_config_rebuilds_the_head_and_metrics_are_floats(task, factory, labels, 
 
 
 @pytest.mark.parametrize("task, factory, labels, data", CASES)
+def test_every_built_in_head_declares_the_metrics_it_reports(task, factory, labels, data, tmp_path):
+    # fit checks early_stopping_metric against these names before training (tests/test_training.py)
+    model = build(task, factory, labels, tmp_path).eval()
+    declared = model.head.metric_names()
+    assert declared is not None
+    if not getattr(model.head, "multi_label", False):
+        assert model.head.primary_metric in declared
+    reported = set(nlptl.evaluate(model, data)) - {"eval_loss"}
+    assert reported <= set(declared), f"reported but not declared: {reported - set(declared)}"
+
+
+@pytest.mark.parametrize("task, factory, labels, data", CASES)
 def test_save_and_load_give_identical_outputs(task, factory, labels, data, tmp_path):
     model = build(task, factory, labels, tmp_path).eval()
     model.save_pretrained(tmp_path / "saved")

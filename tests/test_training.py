@@ -146,6 +146,21 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert result.metrics["accuracy"] == max(h["accuracy"] for h in result.history)
 
 
+@pytest.mark.parametrize("metric, eval_data, message", [
+    ("acc", True, r"early_stopping_metric='acc' \(CLI: --early-stopping-metric\) is not a metric this evaluation "
+                  r"reports; choose one of \['eval_loss', 'accuracy', 'macro_f1', 'mcc'\]"),
+    ("accuracy", False, r"early_stopping_metric='accuracy' .* needs eval_data"),
+])
+def test_an_early_stopping_metric_that_cannot_be_measured_fails_before_training(tmp_path, metric, eval_data, message):
+    model = make_model("glove", tmp_path)
+    data = separable_task(model.encoder)
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        nlptl.fit(model, data, data if eval_data else None, epochs=2, early_stopping_metric=metric,
+                  output_dir=str(run), progress=False)
+    assert not run.exists()  # refused before the run directory (checkpoints, log) was created
+
+
 # ----- bad input ------------------------------------------------------------------------------------
 
 @pytest.fixture

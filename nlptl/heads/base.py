@@ -101,6 +101,13 @@ class Head(nn.Module, ABC):
         in row order; along the sequence axis it may carry padding past the row's own length.
         """
 
+    def metric_names(self) -> tuple[str, ...] | None:
+        """Every name ``compute_metrics`` can report for this head as configured ("eval_loss" is added by
+        evaluation whenever the rows carry targets), so that ``fit`` refuses an unknown
+        ``early_stopping_metric`` before training. None (the default, for heads that do not say)
+        leaves the check to the first evaluation."""
+        return None
+
     # ----- the task around the head: what runs.py and the CLI ask of it -------------------------
 
     @classmethod

@@ -171,6 +171,9 @@ class ClassificationHead(Head):
         batch["row_index"] = torch.tensor([r["row_index"] for r in rows], dtype=torch.long)
         return batch
 
+    def metric_names(self) -> tuple[str, ...]:
+        return ("subset_accuracy", "micro_f1") if self.multi_label else self.report_metrics
+
     def compute_metrics(self, rows, outputs, dataset) -> dict[str, float]:
         logits = np.stack(outputs["logits"])  # (N, num_labels)
         if self.multi_label:

@@ -227,6 +227,9 @@ class ExtractiveQAHead(Head):
             raise ValueError("extractive QA needs contexts=[...]: one context per question")
         return predict_answers(model.encoder, self, inputs, contexts, batch_size=batch_size)
 
+    def metric_names(self) -> tuple[str, ...]:
+        return self.report_metrics
+
     def compute_metrics(self, rows, outputs, dataset) -> dict[str, float]:
         if "answers" not in rows[0]:
             raise ValueError("the evaluation data has no answers column, so there is nothing to score against; "

@@ -232,6 +232,13 @@ class TokenClassificationHead(Head):
     def _names(self, ids: np.ndarray) -> list[str]:
         return [self._tags[i] if self._tags else str(i) for i in ids]
 
+    def metric_names(self) -> tuple[str, ...]:
+        if self._tags is None or not td.is_iob2(self._tags):
+            return ("token_accuracy",)
+        kinds = sorted({tag[2:] for tag in self._tags if tag != "O"})
+        per_kind = tuple(f"{score}_{kind}" for kind in kinds for score in ("f1", "precision", "recall", "support"))
+        return self.report_metrics + ("viterbi_f1", "argmax_f1") + per_kind
+
     def compute_metrics(self, rows, outputs, dataset) -> dict[str, float]:
         if "word_tags" not in rows[0]:
             raise ValueError("the evaluation data has no tags column, so there is nothing to score against; "
