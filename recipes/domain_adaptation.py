@@ -55,7 +55,7 @@ FIT = dict(strategy="top_k", top_k=1, epochs=10, batch_size=256, learning_rate=2
 # linear head: the engine's fine-tuning rates for a transformer (5e-5, head 1e-3), 3 epochs (the CLI's default)
 TOP_LAYER_FIT = dict(strategy="top_k", top_k=1, epochs=3, batch_size=32, learning_rate=5e-5, head_learning_rate=1e-3,
                      warmup_ratio=0.1, progress=False)
-OBJECTIVES = {"dann": lambda: DANN(trade_off=1.0), "coral": lambda: CORAL(trade_off=1.0),
+OBJECTIVES = {"dann": lambda: DANN(trade_off=1.0, max_coefficient=1.0), "coral": lambda: CORAL(trade_off=1.0),
               "mmd": lambda: MMD(trade_off=1.0)}
 
 

@@ -147,7 +147,7 @@ def test_gradient_reversal_flips_the_encoder_gradient_from_the_discriminator_num
     objective.discriminator = DomainDiscriminator(6, 8).double().eval()  # eval: no dropout noise
     xs, xt = torch.randn(5, 4, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64) + 1
     step = TrainStep(global_step=3, total_steps=10, epoch=0)
-    coefficient = warm_up(0.3)
+    coefficient = warm_up(0.3, maximum=objective.max_coefficient)
 
     def domain_loss() -> torch.Tensor:
         return objective.alignment(encoder(xs), encoder(xt), step)[0]
