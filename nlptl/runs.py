@@ -99,9 +99,8 @@ class RunConfig(TrainConfig):
             raise ValueError(f"unknown method {self.method!r}; choose 'contrastive' (or leave it out)")
         if self.method is not None and self.adaptation is not None:
             raise ValueError("choose one of method= (few-shot) and adaptation= (domain adaptation)")
-        if self.shots is not None and (isinstance(self.shots, bool) or not isinstance(self.shots, int)
-                                       or self.shots < 1):
-            raise ValueError(f"shots={self.shots!r}: expected an integer >= 1 (examples per class)")
+        if self.shots is not None:
+            require_int("shots", self.shots, 1, " (examples per class)")
         if self.train_size is not None:
             require_int("train_size", self.train_size, 1, " (training rows in all; leave it out for every row)")
         if self.shots is not None and self.train_size is not None:
