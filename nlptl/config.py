@@ -182,6 +182,12 @@ def require_int(name: str, value: Any, low: int, note: str = "") -> None:
         raise ValueError(f"{name}={value!r}: expected an integer >= {low}{note}")
 
 
+def require_positive(name: str, value: Any, what: str = "a finite number", note: str = "") -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a finite number (not a bool) > 0."""
+    if not _positive(value):
+        raise ValueError(f"{name}={value!r}: expected {what} > 0{note}")
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..artifacts import write_text_atomically
-from ..config import _positive
+from ..config import require_positive
 from ..rundir import earlier_run_pieces
 from .pipeline import rank_texts, seeded_sample
 
@@ -168,8 +168,7 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
     """
     from ..runs import RunConfig, load_splits, run
 
-    if not _positive(budget_minutes):
-        raise ValueError(f"budget_minutes={budget_minutes!r}: expected a number of minutes > 0 (--budget-minutes)")
+    require_positive("budget_minutes", budget_minutes, "a number of minutes", " (--budget-minutes)")
     started = time.perf_counter()
     budget = budget_minutes * 60.0
     out = Path(output_dir)
