@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nlptl
@@ -249,3 +250,37 @@ def test_domain_adaptation_end_to_end_and_resume_adds_its_time_to_the_tables(tmp
     assert 0.0 <= resumed["pairs"]["books->dvd"]["coral"] <= 1.0
     assert 1000.0 < resumed["seconds"] < 1000.0 + 300
     assert "| books->dvd |" in (out / "report.md").read_text()
+
+
+def test_domain_adaptation_ranked_feature_layer_reads_the_layer_ranked_on_the_source_labels(tmp_path):
+    """--feature-layer ranked: each pair's features come from the layer LogME ranks best on its *source*
+    domain's labels, recorded in the table; a table made with the other setting is never resumed."""
+    from nlptl.adaptation import domain_distance
+    from tests.tiny.transformers import HF_DIR, build_bert
+
+    recipe = load_recipe()
+    build_bert(tmp_path)
+    for domain in ("books", "dvd"):
+        write_amazon_domain(tmp_path / "data", domain)
+    out = tmp_path / "table"
+    common = ["--data-dir", str(tmp_path / "data"), "--encoder", str(tmp_path / HF_DIR), "--max-length", "16",
+              "--pairs", "books->dvd", "--output", str(out)]
+    with pytest.raises(SystemExit, match="without dapt"):
+        recipe.main([*common, "--methods", "source_only,dapt", "--feature-layer", "ranked"])
+    assert not out.exists()
+
+    recipe.main([*common, "--methods", "source_only", "--feature-layer", "ranked"])
+    table = json.loads((out / "domain_adaptation.json").read_text())
+    assert table["settings"]["feature_layer"] == "ranked"
+    chosen = table["feature_layers"]["books"]
+    assert chosen["layer"] == max(chosen["logme"], key=chosen["logme"].get)
+    layers = {d: np.load(next((out / "cache").glob(f"{d}-*-layers.npz"))) for d in ("books", "dvd")}
+    assert sorted(layers["books"].files) == sorted(chosen["logme"])  # every layer group was a candidate
+    expected = domain_distance(None, layers["books"][chosen["layer"]], layers["dvd"][chosen["layer"]])
+    assert table["a_distance"]["books->dvd"] == pytest.approx(expected)
+    assert "books " + chosen["layer"] in (out / "report.md").read_text()
+
+    before = (out / "domain_adaptation.json").read_bytes()
+    with pytest.raises(SystemExit, match="--feature-layer ranked, this run has top"):
+        recipe.main([*common, "--methods", "source_only", "--resume"])
+    assert (out / "domain_adaptation.json").read_bytes() == before
