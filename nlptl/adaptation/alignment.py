@@ -76,9 +76,15 @@ class CORAL(SourceTargetObjective):
 
 
 class MMD(SourceTargetObjective):
-    """Source task loss + ``trade_off`` * multi-kernel MMD^2 between source and target features."""
+    """Source task loss + ``trade_off`` * multi-kernel MMD^2 between source and target features.
 
-    def __init__(self, trade_off: float = 1.0, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+    ``trade_off`` defaults to 0.3, not DAN's 1.0: with the whole encoder fine-tuning (the CLI's
+    default) 1.0 sent dvd -> electronics to chance on held-out source reviews (0.49); 0.3 kept them
+    (0.7925 against 0.7975 source-only), chosen by a rule on source labels only
+    (benchmarks/domain_adaptation/mmd_stability.py). Small models over frozen features take 1.0 well.
+    """
+
+    def __init__(self, trade_off: float = 0.3, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
                  source: str = "source", target: str = "target") -> None:
         super().__init__(trade_off, source, target)
         if not multipliers or any(not m > 0 for m in multipliers):
