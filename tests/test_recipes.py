@@ -225,18 +225,23 @@ def write_amazon_domain(root: Path, domain: str, n: int = 8) -> None:
         (folder / f"{name}.review").write_text(f"<reviews>\n{blocks}</reviews>\n")
 
 
-def test_domain_adaptation_end_to_end_and_resume_adds_its_time_to_the_tables(tmp_path):
-    """The recipe's whole path on a tiny BERT and tiny Amazon files; a --resume run keeps the finished rows
-    and its table's seconds are every run's together (it once kept only the last run's)."""
+def tiny_books_dvd(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A tiny BERT and tiny books/dvd files: (the output folder, the recipe arguments every run shares)."""
     from tests.tiny.transformers import HF_DIR, build_bert
 
-    recipe = load_recipe()
     build_bert(tmp_path)
     for domain in ("books", "dvd"):
         write_amazon_domain(tmp_path / "data", domain)
     out = tmp_path / "table"
-    common = ["--data-dir", str(tmp_path / "data"), "--encoder", str(tmp_path / HF_DIR), "--max-length", "16",
-              "--pairs", "books->dvd", "--output", str(out)]
+    return out, ["--data-dir", str(tmp_path / "data"), "--encoder", str(tmp_path / HF_DIR), "--max-length", "16",
+                 "--pairs", "books->dvd", "--output", str(out)]
+
+
+def test_domain_adaptation_end_to_end_and_resume_adds_its_time_to_the_tables(tmp_path):
+    """The recipe's whole path on a tiny BERT and tiny Amazon files; a --resume run keeps the finished rows
+    and its table's seconds are every run's together (it once kept only the last run's)."""
+    recipe = load_recipe()
+    out, common = tiny_books_dvd(tmp_path)
     recipe.main([*common, "--methods", "source_only"])
     first = json.loads((out / "domain_adaptation.json").read_text())
     accuracy = first["pairs"]["books->dvd"]["source_only"]
@@ -256,15 +261,8 @@ def test_domain_adaptation_ranked_feature_layer_reads_the_layer_ranked_on_the_so
     """--feature-layer ranked: each pair's features come from the layer LogME ranks best on its *source*
     domain's labels, recorded in the table; a table made with the other setting is never resumed."""
     from nlptl.adaptation import domain_distance
-    from tests.tiny.transformers import HF_DIR, build_bert
-
     recipe = load_recipe()
-    build_bert(tmp_path)
-    for domain in ("books", "dvd"):
-        write_amazon_domain(tmp_path / "data", domain)
-    out = tmp_path / "table"
-    common = ["--data-dir", str(tmp_path / "data"), "--encoder", str(tmp_path / HF_DIR), "--max-length", "16",
-              "--pairs", "books->dvd", "--output", str(out)]
+    out, common = tiny_books_dvd(tmp_path)
     with pytest.raises(SystemExit, match="without dapt"):
         recipe.main([*common, "--methods", "source_only,dapt", "--feature-layer", "ranked"])
     assert not out.exists()
