@@ -96,6 +96,21 @@ def test_matches_scikit_learn_on_random_labels():
     assert ours["mcc"] == pytest.approx(metrics.matthews_corrcoef(refs, preds))
 
 
+def test_multi_label_head_scores_by_hand():
+    from nlptl.heads import ClassificationHead
+
+    head = ClassificationHead(2, multi_label=True)
+    gold = [[1, 0], [1, 1], [0, 1], [0, 0]]
+    logits = [np.array(row, dtype=float) for row in ([3, -1], [2, -2], [-1, 4], [1, -3])]  # on where > 0
+    # predicted [1,0] [1,0] [0,1] [1,0]: rows 0 and 2 wholly right -> subset accuracy 2/4
+    # true positives 3, predicted on 4, gold on 4 -> micro precision = recall = 3/4, F1 3/4
+    scores = head.compute_metrics([{"label": g} for g in gold], {"logits": logits}, None)
+    assert scores == pytest.approx({"subset_accuracy": 0.5, "micro_f1": 0.75})
+    assert set(scores) == set(head.metric_names())
+    nothing_on = head.compute_metrics([{"label": [0, 0]}], {"logits": [np.array([-1.0, -1.0])]}, None)
+    assert nothing_on == {"subset_accuracy": 1.0, "micro_f1": 0.0}  # no label to find: F1 0, not a crash
+
+
 def test_modules_are_evaluate_metrics_that_accumulate_batches():
     accuracy = load_metric("accuracy")
     assert isinstance(accuracy, evaluate.EvaluationModule)
