@@ -236,7 +236,8 @@ def gaussians(n: int = 2000, shift: float = 0.5, seed: int = 0):
 def test_classifier_weights_recover_a_known_density_ratio(caplog):
     source, target, truth = gaussians()
     with caplog.at_level(logging.INFO, logger="nlptl.adaptation"):
-        weights, info = importance_weights(None, source, target, method="classifier", return_info=True)
+        weights, info = importance_weights(None, source, target, method="classifier", strength=1.0,
+                                           return_info=True)
     assert weights.shape == (len(source),) and weights.mean() == pytest.approx(1.0)
     assert np.corrcoef(weights, truth)[0, 1] > 0.98
     assert np.median(np.abs(weights - truth) / truth) < 0.1
@@ -247,9 +248,22 @@ def test_classifier_weights_recover_a_known_density_ratio(caplog):
 
 def test_weights_are_clipped_and_normalised():
     source, target, _ = gaussians(n=500, shift=3.0)  # far apart: raw ratios reach the hundreds
-    weights, info = importance_weights(None, source, target, clip=5.0, return_info=True)
+    weights, info = importance_weights(None, source, target, clip=5.0, strength=1.0, return_info=True)
     assert weights.max() <= 5.0 * (1 + 1e-6) and weights.min() >= 0 and weights.mean() == pytest.approx(1.0)
     assert info["clipped"] > 0
+
+
+def test_strength_moves_the_weights_toward_uniform():
+    source, target, _ = gaussians(n=400, shift=2.0)  # far apart: a few rows carry most of the weight
+    full, info_full = importance_weights(None, source, target, strength=1.0, return_info=True)
+    half, info_half = importance_weights(None, source, target, strength=0.5, return_info=True)
+    assert np.allclose(half, 0.5 + 0.5 * full) and half.mean() == pytest.approx(1.0) and half.min() >= 0.5
+    assert info_half["strength"] == 0.5
+    assert info_full["effective_sample_size"] < info_half["effective_sample_size"] < len(source)
+    assert np.allclose(importance_weights(None, source, target, strength=0.0), 1.0)
+    for bad in (-0.1, 1.5, "half", True):
+        with pytest.raises(ValueError, match="strength"):
+            importance_weights(None, source, target, strength=bad)
 
 
 def test_kmm_weights_satisfy_their_constraints_and_follow_the_ratio():

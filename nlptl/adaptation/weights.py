@@ -11,8 +11,12 @@ the marginals differ (covariate shift). Two estimators, both on frozen features:
   ``min 1/2 b'Kb - kappa'b`` s.t. ``0 <= b <= B`` and ``|sum b - n| <= n eps``, solved by cvxopt.
 
 Weights are clipped (a few huge weights make the weighted risk a high-variance estimate) and then
-normalised to mean 1; the effective sample size (sum w)^2 / sum w^2 is logged and returned in
-``importance_weights(..., return_info=True)``.
+normalised to mean 1; ``strength`` s then moves them toward uniform, ``(1 - s) + s * w``, which keeps
+the mean at 1 and every row at least ``1 - s``. Where the domains are far apart the estimated ratio
+puts nearly all the weight on a few source rows (dvd -> electronics on MiniLM features: an effective
+sample size of 181 of 1,600 rows from the classifier, 165 from KMM, which zeroes all but 175 rows),
+and fine-tuning on those few rows loses the source task. The effective sample size (sum w)^2 /
+sum w^2 is logged and returned in ``importance_weights(..., return_info=True)``.
 """
 from __future__ import annotations
 
@@ -31,8 +35,11 @@ METHODS = ("classifier", "kmm")
 def importance_weights(encoder: Any, source_texts: Sequence[str] | np.ndarray, target_texts: Sequence[str] | np.ndarray,
                        method: str = "classifier", *, clip: float = 10.0, kmm_bound: float = 10.0,
                        kmm_epsilon: float | None = None, kmm_chunk: int | None = None, bandwidth: float | None = None,
-                       folds: int = 5, seed: int = 0, return_info: bool = False):
+                       folds: int = 5, seed: int = 0, strength: float = 1.0, return_info: bool = False):
     """One weight per source row (mean 1, in [0, clip]); texts are embedded with ``encoder.encode`` (mean pooling).
+
+    ``strength`` (0-1): how far the weights move from uniform, ``(1 - strength) + strength * w``;
+    1 keeps the estimated ratio ``w`` as it is, 0 weights every row 1.
 
     ``source_texts`` / ``target_texts`` may also be (N, D) feature arrays (then ``encoder`` may be None).
     ``kmm_chunk=m`` solves KMM on random chunks of m source rows, each matched to the whole target
@@ -42,6 +49,8 @@ def importance_weights(encoder: Any, source_texts: Sequence[str] | np.ndarray, t
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not clip > 1:
         raise ValueError(f"clip={clip!r}: must be > 1 (weights are normalised to mean 1 before clipping)")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise ValueError(f"strength={strength!r}: must be a number from 0 (uniform weights) to 1 (the estimated ratio)")
     source = as_features(encoder, source_texts, "source_texts")
     target = as_features(encoder, target_texts, "target_texts")
     if source.shape[1] != target.shape[1]:
@@ -56,8 +65,9 @@ def importance_weights(encoder: Any, source_texts: Sequence[str] | np.ndarray, t
         for rows in chunks:
             raw[rows] = kernel_mean_matching(source[rows], target, bound=kmm_bound, epsilon=kmm_epsilon,
                                              bandwidth=bandwidth)
-    weights = _clip_and_normalise(raw, clip)
-    info = {"method": method, "effective_sample_size": effective_sample_size(weights), "rows": len(weights),
+    weights = (1.0 - strength) + strength * _clip_and_normalise(raw, clip)  # still mean 1, at most clip
+    info = {"method": method, "strength": float(strength), "effective_sample_size": effective_sample_size(weights),
+            "rows": len(weights),
             "clipped": int((raw / raw.mean() > clip).sum()) if raw.mean() > 0 else 0,
             "max_weight": float(weights.max())}
     log.info("importance weights (%s): effective sample size %.1f of %d rows, %d clipped", method,
