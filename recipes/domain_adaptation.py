@@ -263,7 +263,8 @@ def run_pair(method, source, target, data, features, dapt_features, seed, top=No
                                labelled, scored, seed)
     if method in ("importance_weighting", "kmm"):
         weights, info = importance_weights(None, features[source], features[target], return_info=True, kmm_chunk=500,
-                                           method="classifier" if method == "importance_weighting" else "kmm")
+                                           method="classifier" if method == "importance_weighting" else "kmm",
+                                           strength=1.0)  # the estimated ratio as is: what the tables ran with
         print(f"    {method}: effective sample size {info['effective_sample_size']:.0f} of {info['rows']}")
         return train_and_score(texts, vectors, {**labelled, "weight": weights.tolist()}, scored, seed,
                                weight_column="weight")
