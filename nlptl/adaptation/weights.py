@@ -15,7 +15,10 @@ normalised to mean 1; ``strength`` s then moves them toward uniform, ``(1 - s) +
 the mean at 1 and every row at least ``1 - s``. Where the domains are far apart the estimated ratio
 puts nearly all the weight on a few source rows (dvd -> electronics on MiniLM features: an effective
 sample size of 181 of 1,600 rows from the classifier, 165 from KMM, which zeroes all but 175 rows),
-and fine-tuning on those few rows loses the source task. The effective sample size (sum w)^2 /
+and fine-tuning on those few rows loses the source task (0.7075 on held-out dvd against
+source-only's 0.7975). The default 0.25 is the largest of 1 / 0.5 / 0.25 / 0.1 that kept held-out
+source accuracy within 2 points of source-only's there (benchmarks/domain_adaptation/iw_stability.py,
+rule fixed before it ran). The effective sample size (sum w)^2 /
 sum w^2 is logged and returned in ``importance_weights(..., return_info=True)``.
 """
 from __future__ import annotations
@@ -35,7 +38,7 @@ METHODS = ("classifier", "kmm")
 def importance_weights(encoder: Any, source_texts: Sequence[str] | np.ndarray, target_texts: Sequence[str] | np.ndarray,
                        method: str = "classifier", *, clip: float = 10.0, kmm_bound: float = 10.0,
                        kmm_epsilon: float | None = None, kmm_chunk: int | None = None, bandwidth: float | None = None,
-                       folds: int = 5, seed: int = 0, strength: float = 1.0, return_info: bool = False):
+                       folds: int = 5, seed: int = 0, strength: float = 0.25, return_info: bool = False):
     """One weight per source row (mean 1, in [0, clip]); texts are embedded with ``encoder.encode`` (mean pooling).
 
     ``strength`` (0-1): how far the weights move from uniform, ``(1 - strength) + strength * w``;
