@@ -18,8 +18,8 @@ sample size of 181 of 1,600 rows from the classifier, 165 from KMM, which zeroes
 and fine-tuning on those few rows loses the source task (0.7075 on held-out dvd against
 source-only's 0.7975). The default 0.25 is the largest of 1 / 0.5 / 0.25 / 0.1 that kept held-out
 source accuracy within 2 points of source-only's there (benchmarks/domain_adaptation/iw_stability.py,
-rule fixed before it ran). The effective sample size (sum w)^2 /
-sum w^2 is logged and returned in ``importance_weights(..., return_info=True)``.
+rule fixed before it ran). The effective sample size (sum w)^2 / sum w^2 is logged and returned in
+``importance_weights(..., return_info=True)``.
 """
 from __future__ import annotations
 

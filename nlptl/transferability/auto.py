@@ -219,7 +219,8 @@ def auto(data: dict[str, Any], output_dir: str | Path, budget_minutes: float = 2
             elif not asked:
                 notes.append(f"proxy A-distance {distance:.2f} >= {ADAPT_ABOVE}: the domains differ, but auto adapts "
                              f"only when asked (--adapt): {ADAPTATION} lost to no adaptation on every Amazon pair "
-                             "measured at auto's configuration (weight 1.0 and its default 0.3), so the budget went to the unadapted run")
+                             "measured at auto's configuration (weight 1.0 and its default 0.3), so the budget went "
+                             "to the unadapted run")
         stream = len(target_texts) if adapt else 0
 
         def cost(strategy: str, top_k: int | None, n: int, epochs: int, n_test: int = n_eval,
