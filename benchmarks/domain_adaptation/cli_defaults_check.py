@@ -16,16 +16,13 @@ shows "negative transfer" when its electronics accuracy is below source-only's.
 import argparse
 import json
 import time
-from pathlib import Path
+
+from development_pair import TOLERANCE, development_pair, new_model as minilm_classifier, new_output, write_result
 
 import nlptl
 from nlptl.adaptation import ADAPTATIONS, OBJECTIVES, importance_weights, objective_for, self_training, \
     weights_method_for
-from nlptl.artifacts import write_text_atomically
-from nlptl.data import load_dataset
-from nlptl.heads import ClassificationHead
 
-TOLERANCE = 0.02  # held-out source accuracy may fall this far below source-only's
 
 
 def main() -> None:
@@ -42,20 +39,14 @@ def main() -> None:
     unknown = [m for m in methods if m not in ("source_only", *ADAPTATIONS)]
     if unknown or methods[0] != "source_only":
         raise SystemExit(f"--methods: start with source_only, then any of {', '.join(ADAPTATIONS)} (got {unknown})")
-    out = Path(args.output)
-    if out.exists():
-        raise SystemExit(f"--output {out} exists; choose a new folder")
-
-    source = load_dataset("amazon_reviews", data_dir=args.data_dir, domain=args.source)["train"].shuffle(seed=0)
-    train, held_out = source.select(range(1600)), source.select(range(1600, 2000))
-    target = load_dataset("amazon_reviews", data_dir=args.data_dir, domain=args.target)["train"]
+    out = new_output(args.output)
+    train, held_out, target = development_pair(args.data_dir, args.source, args.target)
     target_texts = target.remove_columns("label")
     evaluation = {"source": held_out, "target": target}
-    names = source.features["label"].names
+    names = train.features["label"].names
 
     def new_model():
-        encoder = nlptl.load_encoder("sentence-transformers/all-MiniLM-L6-v2", max_length=args.max_length)
-        return nlptl.TransferModel(encoder, ClassificationHead(2), labels=names)
+        return minilm_classifier(names, args.max_length)
 
     options = {"seed": 0, "progress": False, "mixed_precision": "no"}
     rows = []
@@ -89,8 +80,7 @@ def main() -> None:
                "flags": f"loses_source_task: held-out source < source-only - {TOLERANCE}; "
                         "negative_transfer: target < source-only"}
     print(json.dumps(summary, indent=2))
-    out.mkdir(parents=True)
-    write_text_atomically(out / "cli_defaults_check.json", json.dumps(summary, indent=2) + "\n")
+    write_result(out, "cli_defaults_check.json", summary)
 
 
 if __name__ == "__main__":

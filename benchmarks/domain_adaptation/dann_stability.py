@@ -20,16 +20,13 @@ pressure that does not cost the source task. Target accuracy is printed for info
 import argparse
 import json
 import time
-from pathlib import Path
+
+from development_pair import TOLERANCE, development_pair, new_model, new_output, write_result
 
 import nlptl
 from nlptl.adaptation import DANN
-from nlptl.artifacts import write_text_atomically
-from nlptl.data import load_dataset
-from nlptl.heads import ClassificationHead
 
 COEFFICIENTS = (1.0, 0.3, 0.1)
-TOLERANCE = 0.02  # held-out source accuracy may fall this far below source-only's
 
 
 def main() -> None:
@@ -40,20 +37,13 @@ def main() -> None:
     parser.add_argument("--target", default="electronics")
     parser.add_argument("--max-length", type=int, default=64)
     args = parser.parse_args()
-    out = Path(args.output)
-    if out.exists():
-        raise SystemExit(f"--output {out} exists; choose a new folder")
-
-    source = load_dataset("amazon_reviews", data_dir=args.data_dir, domain=args.source)["train"]
-    source = source.shuffle(seed=0)
-    train, held_out = source.select(range(1600)), source.select(range(1600, 2000))
-    target = load_dataset("amazon_reviews", data_dir=args.data_dir, domain=args.target)["train"]
-    names = source.features["label"].names
+    out = new_output(args.output)
+    train, held_out, target = development_pair(args.data_dir, args.source, args.target)
+    names = train.features["label"].names
 
     rows = []
     for coefficient in (None, *COEFFICIENTS):
-        encoder = nlptl.load_encoder("sentence-transformers/all-MiniLM-L6-v2", max_length=args.max_length)
-        model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=names)
+        model = new_model(names, args.max_length)
         data = train if coefficient is None else {"source": train, "target": target.remove_columns("label")}
         objective = None if coefficient is None else DANN(max_coefficient=coefficient)
         started = time.perf_counter()
@@ -73,8 +63,7 @@ def main() -> None:
                "chosen_max_coefficient": chosen, "pair": f"{args.source}->{args.target}",
                "max_length": args.max_length}
     print(json.dumps(summary, indent=2))
-    out.mkdir(parents=True)
-    write_text_atomically(out / "dann_stability.json", json.dumps(summary, indent=2) + "\n")
+    write_result(out, "dann_stability.json", summary)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,12 @@ printed for information.
 import argparse
 import json
 import time
-from pathlib import Path
 
-from mmd_stability import SOURCE_ONLY_HELD_OUT, TOLERANCE
+from development_pair import TOLERANCE, development_pair, new_model, new_output, write_result
+from mmd_stability import SOURCE_ONLY_HELD_OUT
 
 import nlptl
 from nlptl.adaptation import importance_weights
-from nlptl.artifacts import write_text_atomically
-from nlptl.data import load_dataset
-from nlptl.heads import ClassificationHead
 
 STRENGTHS = (0.5, 0.25, 0.1)  # 1.0 already measured: 0.7075 held-out source
 
@@ -42,18 +39,12 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    out = Path(args.output)
-    if out.exists():
-        raise SystemExit(f"--output {out} exists; choose a new folder")
-
-    source = load_dataset("amazon_reviews", data_dir=args.data_dir, domain="dvd")["train"].shuffle(seed=0)
-    train, held_out = source.select(range(1600)), source.select(range(1600, 2000))
-    target = load_dataset("amazon_reviews", data_dir=args.data_dir, domain="electronics")["train"]
+    out = new_output(args.output)
+    train, held_out, target = development_pair(args.data_dir)
 
     def weighted_run(method: str, strength: float) -> dict:
         """`nlptl train --adaptation importance|kmm` as runs._transfer_method does it, at ``strength``."""
-        encoder = nlptl.load_encoder("sentence-transformers/all-MiniLM-L6-v2", max_length=64)
-        model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=source.features["label"].names)
+        model = new_model(train.features["label"].names)
         started = time.perf_counter()
         weights, info = importance_weights(model.encoder, list(train["text"]), list(target["text"]), method=method,
                                            seed=0, strength=strength, return_info=True)
@@ -81,8 +72,7 @@ def main() -> None:
                        f"{SOURCE_ONLY_HELD_OUT} - {TOLERANCE}; 1.0 measured before (0.7075); none passing keeps 1.0",
                "pair": "dvd->electronics", "max_length": 64}
     print(json.dumps(summary, indent=2))
-    out.mkdir(parents=True)
-    write_text_atomically(out / "iw_stability.json", json.dumps(summary, indent=2) + "\n")
+    write_result(out, "iw_stability.json", summary)
 
 
 if __name__ == "__main__":

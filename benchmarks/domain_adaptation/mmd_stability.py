@@ -19,17 +19,14 @@ Target accuracy is printed for information.
 import argparse
 import json
 import time
-from pathlib import Path
+
+from development_pair import TOLERANCE, development_pair, new_model, new_output, write_result
 
 import nlptl
 from nlptl.adaptation import MMD
-from nlptl.artifacts import write_text_atomically
-from nlptl.data import load_dataset
-from nlptl.heads import ClassificationHead
 
 TRADE_OFFS = (0.3, 0.1, 0.03)  # 1.0 already measured: 0.49 held-out source
 SOURCE_ONLY_HELD_OUT = 0.7975  # dann_stability.json, the same split, seed and settings
-TOLERANCE = 0.02  # held-out source accuracy may fall this far below source-only's
 
 
 def main() -> None:
@@ -37,17 +34,11 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    out = Path(args.output)
-    if out.exists():
-        raise SystemExit(f"--output {out} exists; choose a new folder")
-
-    source = load_dataset("amazon_reviews", data_dir=args.data_dir, domain="dvd")["train"].shuffle(seed=0)
-    train, held_out = source.select(range(1600)), source.select(range(1600, 2000))
-    target = load_dataset("amazon_reviews", data_dir=args.data_dir, domain="electronics")["train"]
+    out = new_output(args.output)
+    train, held_out, target = development_pair(args.data_dir)
     rows, chosen = [], None
     for trade_off in TRADE_OFFS:
-        encoder = nlptl.load_encoder("sentence-transformers/all-MiniLM-L6-v2", max_length=64)
-        model = nlptl.TransferModel(encoder, ClassificationHead(2), labels=source.features["label"].names)
+        model = new_model(train.features["label"].names)
         started = time.perf_counter()
         result = nlptl.fit(model, {"source": train, "target": target.remove_columns("label")},
                            {"source": held_out, "target": target}, objective=MMD(trade_off=trade_off), seed=0,
@@ -65,8 +56,7 @@ def main() -> None:
                "rule": f"largest trade_off with source held-out >= {SOURCE_ONLY_HELD_OUT} - {TOLERANCE}",
                "chosen_trade_off": chosen, "pair": "dvd->electronics", "max_length": 64}
     print(json.dumps(summary, indent=2))
-    out.mkdir(parents=True)
-    write_text_atomically(out / "mmd_stability.json", json.dumps(summary, indent=2) + "\n")
+    write_result(out, "mmd_stability.json", summary)
 
 
 if __name__ == "__main__":
